@@ -41,7 +41,7 @@ func StartMinIO(dir string) (*MinIO, error) {
 	env := []string{
 		"MINIO_ROOT_USER=" + m.AccessKey, "MINIO_ROOT_PASSWORD=" + m.SecretKey,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CALLHOME_ENABLE=off",
-		"MINIO_REGION=" + m.Region,
+		"MINIO_REGION=" + m.Region, "MINIO_PROMETHEUS_AUTH_TYPE=public",
 	}
 	p, port, err := startWithRetry(func(port int) (*process, error) {
 		console, err := FreePort()

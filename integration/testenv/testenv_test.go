@@ -66,3 +66,29 @@ func TestVersionsArePinned(t *testing.T) {
 		}
 	}
 }
+
+func TestMinIOStatsCountRequests(t *testing.T) {
+	ctx := context.Background()
+	name := BucketName(t)
+	if err := minio.CreateBucket(ctx, name, false); err != nil {
+		t.Fatal(err)
+	}
+	before, err := minio.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := minio.Client()
+	for range 3 {
+		if _, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(name)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, err := minio.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := after.Sub(before)
+	if d.Requests["ListObjectsV2"] != 3 || d.SentBytes <= 0 {
+		t.Fatalf("ListObjectsV2 delta = %v, sent %v (all: %v)", d.Requests["ListObjectsV2"], d.SentBytes, d.Requests)
+	}
+}
