@@ -1,0 +1,530 @@
+package block
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const testBlock = 4096
+
+// content is the deterministic content of block k.
+func content(k Key) []byte {
+	b := make([]byte, testBlock)
+	for i := range b {
+		b[i] = byte(len(k.Object)) + byte(k.Index*31) + byte(i)
+	}
+	return b
+}
+
+// source is a fetch function factory that counts calls.
+type source struct{ calls atomic.Int32 }
+
+func (s *source) fetch(k Key) func(context.Context) ([]byte, error) {
+	return func(context.Context) ([]byte, error) {
+		s.calls.Add(1)
+		return content(k), nil
+	}
+}
+
+// noFetch fails the test if called: the block must come from a tier.
+func noFetch(t *testing.T) func(context.Context) ([]byte, error) {
+	return func(context.Context) ([]byte, error) {
+		t.Error("fetch called for a block that should be cached")
+		return nil, errors.New("unexpected fetch")
+	}
+}
+
+func openCache(t *testing.T, opts Options) *Cache {
+	t.Helper()
+	if opts.BlockSize == 0 {
+		opts.BlockSize = testBlock
+	}
+	c, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func get(t *testing.T, c *Cache, k Key, fetch func(context.Context) ([]byte, error)) {
+	t.Helper()
+	b, err := c.Get(context.Background(), k, fetch)
+	if err != nil {
+		t.Fatalf("Get(%v): %v", k, err)
+	}
+	if !bytes.Equal(b, content(k)) {
+		t.Fatalf("Get(%v): wrong content", k)
+	}
+}
+
+// value reads one series of a registered metric, 0 if absent.
+func value(t *testing.T, reg *prometheus.Registry, name, tier string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if tier != "" && (len(m.GetLabel()) != 1 || m.GetLabel()[0].GetValue() != tier) {
+				continue
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+func withMetrics(t *testing.T, opts Options) (Options, *prometheus.Registry) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Metrics = m
+	return opts, reg
+}
+
+// waitWaiters polls, with a deadline, until n callers wait on k's fetch:
+// there is no other way to know that goroutines have joined it.
+func waitWaiters(t *testing.T, c *Cache, k Key, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.flights.Waiters(k.memKey()) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d waiters on %v, want %d", c.flights.Waiters(k.memKey()), k, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestConcurrentMissesFetchOnce(t *testing.T) {
+	for name, opts := range map[string]Options{
+		"both":     {MemoryBytes: 1 << 20, Dir: t.TempDir(), DiskBytes: 1 << 20},
+		"memory":   {MemoryBytes: 1 << 20},
+		"disk":     {Dir: t.TempDir(), DiskBytes: 1 << 20},
+		"uncached": {},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := openCache(t, opts)
+			defer c.Close()
+			k := Key{Object: "dir/obj", Version: "v1", Index: 2}
+			var calls atomic.Int32
+			gate := make(chan struct{})
+			fetch := func(context.Context) ([]byte, error) {
+				calls.Add(1)
+				<-gate
+				return content(k), nil
+			}
+			const n = 50
+			var wg sync.WaitGroup
+			for i := 0; i < n; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					b, err := c.Get(context.Background(), k, fetch)
+					if err != nil || !bytes.Equal(b, content(k)) {
+						t.Errorf("Get: %v", err)
+					}
+				}()
+			}
+			waitWaiters(t, c, k, n)
+			close(gate)
+			wg.Wait()
+			if got := calls.Load(); got != 1 {
+				t.Fatalf("fetch called %d times for %d concurrent misses", got, n)
+			}
+		})
+	}
+}
+
+func TestFetchErrorSharedNotCached(t *testing.T) {
+	opts, reg := withMetrics(t, Options{MemoryBytes: 1 << 20, Dir: t.TempDir(), DiskBytes: 1 << 20})
+	c := openCache(t, opts)
+	defer c.Close()
+	k := Key{Object: "o", Version: "v", Index: 0}
+	boom := errors.New("backend down")
+	gate := make(chan struct{})
+	var calls atomic.Int32
+	fail := func(context.Context) ([]byte, error) { calls.Add(1); <-gate; return nil, boom }
+	errs := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		go func() { _, err := c.Get(context.Background(), k, fail); errs <- err }()
+	}
+	waitWaiters(t, c, k, 2)
+	close(gate)
+	for i := 0; i < 2; i++ {
+		if err := <-errs; !errors.Is(err, boom) {
+			t.Fatalf("waiter %d: err = %v, want the fetch error", i, err)
+		}
+	}
+	var src source
+	get(t, c, k, src.fetch(k))
+	if calls.Load() != 1 || src.calls.Load() != 1 {
+		t.Fatalf("failing fetch called %d times, retry %d times; want 1 and 1", calls.Load(), src.calls.Load())
+	}
+	if v := value(t, reg, "ferry_block_cache_fetch_errors_total", ""); v != 1 {
+		t.Fatalf("fetch errors = %v", v)
+	}
+}
+
+func TestCancelledWaiterReturnsPromptly(t *testing.T) {
+	c := openCache(t, Options{Dir: t.TempDir(), DiskBytes: 1 << 20})
+	defer c.Close()
+	k := Key{Object: "slow", Version: "v", Index: 0}
+	gate := make(chan struct{})
+	var fetchCtx context.Context
+	started := make(chan struct{})
+	slow := func(ctx context.Context) ([]byte, error) {
+		fetchCtx = ctx
+		close(started)
+		select {
+		case <-gate:
+			return content(k), nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	patient := make(chan error, 1)
+	go func() { _, err := c.Get(context.Background(), k, slow); patient <- err }()
+	<-started
+	ctx, cancel := context.WithCancel(context.Background())
+	impatient := make(chan error, 1)
+	go func() { _, err := c.Get(ctx, k, slow); impatient <- err }()
+	waitWaiters(t, c, k, 2)
+	cancel()
+	select {
+	case err := <-impatient:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled Get: %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("cancelled Get did not return while the fetch was blocked")
+	}
+	if fetchCtx.Err() != nil {
+		t.Fatal("fetch cancelled although another caller waits")
+	}
+	close(gate)
+	if err := <-patient; err != nil {
+		t.Fatal(err)
+	}
+	get(t, c, k, noFetch(t)) // the fetch's result was cached
+}
+
+func TestAllWaitersGoneCancelsFetch(t *testing.T) {
+	c := openCache(t, Options{MemoryBytes: 1 << 20})
+	defer c.Close()
+	k := Key{Object: "o", Version: "v", Index: 0}
+	ctx, cancel := context.WithCancel(context.Background())
+	fetchDone := make(chan error, 1)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Get(ctx, k, func(fctx context.Context) ([]byte, error) {
+			cancel()
+			<-fctx.Done() // blocks until the test times out if never cancelled
+			fetchDone <- fctx.Err()
+			return nil, fctx.Err()
+		})
+		errc <- err
+	}()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get: %v", err)
+	}
+	if err := <-fetchDone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("fetch ctx: %v", err)
+	}
+}
+
+// blockFile returns the only block file under dir.
+func blockFile(t *testing.T, dir string) string {
+	t.Helper()
+	var found []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && strings.Contains(d.Name(), "-") {
+			found = append(found, p)
+		}
+		return err
+	})
+	if len(found) != 1 {
+		t.Fatalf("block files: %v", found)
+	}
+	return found[0]
+}
+
+func TestTornDiskBlockRefetched(t *testing.T) {
+	dir := t.TempDir()
+	k := Key{Object: "model.bin", Version: "etag-1", Index: 7}
+	c := openCache(t, Options{Dir: dir, DiskBytes: 1 << 20})
+	var src source
+	get(t, c, k, src.fetch(k))
+	c.Close()
+
+	// Flip one byte of the content, as a torn write or bit rot would.
+	path := blockFile(t, dir)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x01
+	os.WriteFile(path, b, 0o644)
+
+	opts, reg := withMetrics(t, Options{MemoryBytes: 1 << 20, Dir: dir, DiskBytes: 1 << 20})
+	c = openCache(t, opts)
+	get(t, c, k, src.fetch(k))
+	if src.calls.Load() != 2 {
+		t.Fatalf("fetch calls = %d, want 2 (torn block refetched)", src.calls.Load())
+	}
+	if v := value(t, reg, "ferry_block_cache_disk_corrupt_total", ""); v != 1 {
+		t.Fatalf("corrupt counter = %v", v)
+	}
+	c.Close()
+	c = openCache(t, Options{Dir: dir, DiskBytes: 1 << 20})
+	defer c.Close()
+	get(t, c, k, noFetch(t)) // the refetched block was written back whole
+}
+
+func TestRestartServesFromDisk(t *testing.T) {
+	dir := t.TempDir()
+	keys := []Key{{"a", "v", 0}, {"a", "v", 1}, {"b/c", "gen-9", 0}}
+	c := openCache(t, Options{MemoryBytes: 1 << 20, Dir: dir, DiskBytes: 1 << 20})
+	var src source
+	for _, k := range keys {
+		get(t, c, k, src.fetch(k))
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	opts, reg := withMetrics(t, Options{MemoryBytes: 1 << 20, Dir: dir, DiskBytes: 1 << 20})
+	c = openCache(t, opts)
+	defer c.Close()
+	if v := value(t, reg, "ferry_block_cache_bytes", tierDisk); v != float64(3*(testBlock+16)) {
+		t.Fatalf("disk bytes after restart = %v", v)
+	}
+	for _, k := range keys {
+		get(t, c, k, noFetch(t))
+	}
+	c.mem.Wait() // promotions to memory are asynchronous
+	for _, k := range keys {
+		get(t, c, k, noFetch(t))
+	}
+	if d, m := value(t, reg, "ferry_block_cache_hits_total", tierDisk), value(t, reg, "ferry_block_cache_hits_total", tierMemory); d != 3 || m != 3 {
+		t.Fatalf("hits: disk %v memory %v, want 3 and 3 (promoted after the disk hit)", d, m)
+	}
+	if v := value(t, reg, "ferry_block_cache_fetches_total", ""); v != 0 {
+		t.Fatalf("fetches after restart = %v", v)
+	}
+}
+
+func TestDiskStaysUnderBound(t *testing.T) {
+	dir := t.TempDir()
+	const bound = 10 * (testBlock + 16)
+	opts, reg := withMetrics(t, Options{Dir: dir, DiskBytes: bound})
+	c := openCache(t, opts)
+	defer c.Close()
+	var src source
+	for i := 0; i < 50; i++ {
+		k := Key{Object: fmt.Sprintf("obj-%d", i%7), Version: "v", Index: int64(i)}
+		get(t, c, k, src.fetch(k))
+		var total int64
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() && d.Name() != "lock" {
+				info, _ := d.Info()
+				total += info.Size()
+			}
+			return err
+		})
+		if total > bound {
+			t.Fatalf("after %d blocks: %d bytes on disk, bound %d", i+1, total, bound)
+		}
+	}
+	if v := value(t, reg, "ferry_block_cache_evictions_total", tierDisk); v != 40 {
+		t.Fatalf("disk evictions = %v, want 40", v)
+	}
+	if v := value(t, reg, "ferry_block_cache_bytes", tierDisk); v != bound {
+		t.Fatalf("disk bytes gauge = %v, want %v", v, bound)
+	}
+}
+
+// TestMemoryBound reads 8x the memory bound through a memory-only cache and
+// checks with the Go heap's accounting that the cache keeps near the bound.
+func TestMemoryBound(t *testing.T) {
+	const bound = 8 << 20
+	const bs = 64 << 10
+	before := heapAlloc()
+	c := openCache(t, Options{BlockSize: bs, MemoryBytes: bound})
+	defer c.Close()
+	for i := 0; i < 8*bound/bs; i++ {
+		_, err := c.Get(context.Background(), Key{Object: "big", Version: "v", Index: int64(i)},
+			func(context.Context) ([]byte, error) { return make([]byte, bs), nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%64 == 0 {
+			c.mem.Wait()
+		}
+	}
+	c.mem.Wait()
+	grown := heapAlloc() - before
+	if limit := int64(bound + bound/4); grown > limit {
+		t.Fatalf("heap grew by %d bytes, bound %d (limit with overhead %d)", grown, bound, limit)
+	}
+	if used := c.mem.Used(); used < bound/2 || used > bound {
+		t.Fatalf("memory tier holds %d, want between half the bound and the bound %d", used, bound)
+	}
+	runtime.KeepAlive(c)
+}
+
+func heapAlloc() int64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
+func TestLocked(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, Options{MemoryBytes: 1 << 20, Dir: dir, DiskBytes: 1 << 20})
+	_, err := Open(Options{BlockSize: testBlock, Dir: dir, DiskBytes: 1 << 20})
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("second Open: %v, want ErrLocked naming %s", err, dir)
+	}
+	c.Close()
+	c = openCache(t, Options{Dir: dir, DiskBytes: 1 << 20})
+	c.Close()
+}
+
+func TestCloseCancelsFetches(t *testing.T) {
+	c := openCache(t, Options{MemoryBytes: 1 << 20, Dir: t.TempDir(), DiskBytes: 1 << 20})
+	k := Key{Object: "o", Version: "v", Index: 0}
+	started := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Get(context.Background(), k, func(ctx context.Context) ([]byte, error) {
+			close(started)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})
+		errc <- err
+	}()
+	<-started
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get during Close: %v", err)
+	}
+	if _, err := c.Get(context.Background(), k, noFetch(t)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Get after Close: %v", err)
+	}
+	if err := c.Close(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	c := openCache(t, Options{MemoryBytes: 1 << 20, Dir: t.TempDir(), DiskBytes: 1 << 20})
+	defer c.Close()
+	big := func(context.Context) ([]byte, error) { return make([]byte, testBlock+1), nil }
+	k := Key{Object: "o", Version: "v", Index: 0}
+	if _, err := c.Get(context.Background(), k, big); !errors.Is(err, ErrBlockTooLarge) {
+		t.Fatalf("oversized block: %v", err)
+	}
+	var src source
+	get(t, c, k, src.fetch(k)) // the oversized block was not cached
+	if src.calls.Load() != 1 {
+		t.Fatal("oversized block was cached")
+	}
+	if _, err := c.Get(context.Background(), Key{Object: "o", Index: -1}, noFetch(t)); !errors.Is(err, ErrBadKey) {
+		t.Fatalf("negative index: %v", err)
+	}
+	for _, o := range []Options{{BlockSize: -1}, {MemoryBytes: -1}, {Dir: t.TempDir()}, {Dir: t.TempDir(), DiskBytes: testBlock}} {
+		if o.BlockSize == 0 {
+			o.BlockSize = testBlock
+		}
+		if _, err := Open(o); err == nil {
+			t.Fatalf("Open(%+v) succeeded", o)
+		}
+	}
+}
+
+func TestEmptyBlock(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, Options{Dir: dir, DiskBytes: 1 << 20})
+	k := Key{Object: "empty", Version: "v", Index: 0}
+	empty := func(context.Context) ([]byte, error) { return nil, nil }
+	if b, err := c.Get(context.Background(), k, empty); err != nil || len(b) != 0 {
+		t.Fatalf("Get = %d bytes, %v", len(b), err)
+	}
+	c.Close()
+	c = openCache(t, Options{Dir: dir, DiskBytes: 1 << 20})
+	defer c.Close()
+	b, err := c.Get(context.Background(), k, func(context.Context) ([]byte, error) {
+		return nil, errors.New("refetched an empty block")
+	})
+	if err != nil || len(b) != 0 {
+		t.Fatalf("after restart: %d bytes, %v", len(b), err)
+	}
+}
+
+func TestMemKeyUnambiguous(t *testing.T) {
+	keys := []Key{
+		{"a", "b", 1}, {"ab", "", 1}, {"", "ab", 1},
+		{"a", "b/1", 1}, {"a", "b", 11}, {"a/", "b", 1},
+		{"1:a", "", 0}, {"", "1:a", 0}, {"a\x00", "b", 1},
+	}
+	seen := map[string]Key{}
+	for _, k := range keys {
+		if prev, dup := seen[k.memKey()]; dup {
+			t.Fatalf("%+v and %+v share memory key %q", prev, k, k.memKey())
+		}
+		seen[k.memKey()] = k
+	}
+}
+
+func TestMetricsRegisterTwice(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := NewMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewMetrics(reg); err == nil {
+		t.Fatal("registering the metrics twice succeeded")
+	}
+	if _, err := NewMetrics(nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBlockSizeChangeIgnoresOldBlocks(t *testing.T) {
+	dir := t.TempDir()
+	k := Key{Object: "o", Version: "v", Index: 1}
+	c := openCache(t, Options{Dir: dir, DiskBytes: 1 << 20})
+	var src source
+	get(t, c, k, src.fetch(k))
+	c.Close()
+	c = openCache(t, Options{BlockSize: 2 * testBlock, Dir: dir, DiskBytes: 1 << 20})
+	defer c.Close()
+	get(t, c, k, src.fetch(k))
+	if src.calls.Load() != 2 {
+		t.Fatal("block stored under another BlockSize was served")
+	}
+}
