@@ -73,7 +73,8 @@ func TestConformance(t *testing.T) {
 	backendtest.Run(t, func(t *testing.T) backends.Backend {
 		return open(t, newContainer(t), az.Options{})
 	}, backendtest.Caps{
-		RawKeys: true,
+		RawKeys:         true,
+		NoUploadListing: true,
 		Reopen: func(t *testing.T, b backends.Backend) backends.Backend {
 			return open(t, strings.TrimPrefix(b.String(), "az://"), az.Options{})
 		},

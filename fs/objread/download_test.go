@@ -1,0 +1,405 @@
+package objread
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferryio/ferry/backends"
+)
+
+const kib = 1 << 10
+
+// destFile creates an empty file to download into.
+func destFile(t testing.TB) *os.File {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "dest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func contents(t testing.TB, f *os.File) []byte {
+	t.Helper()
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestDownloadMultipart(t *testing.T) {
+	b := newStore(t)
+	data := randomBytes(1<<20+123, 10) // 16 full parts and one of 123 bytes
+	info := put(t, b, "big", data)
+	f := &faulty{Backend: b}
+	o := Open(f, info, Options{PartSize: 64 * kib, Concurrency: 4, BufferSize: 16 * kib, Retry: fastRetry()})
+	if o.Parts() != 17 {
+		t.Fatalf("Parts() = %d", o.Parts())
+	}
+	dst := destFile(t)
+	var mu sync.Mutex
+	parts := map[int]int64{}
+	var progress atomic.Int64
+	res, err := o.Download(context.Background(), dst, DownloadOptions{
+		Verify: true,
+		OnPart: func(i int, n int64) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if _, dup := parts[i]; dup {
+				return fmt.Errorf("part %d reported twice", i)
+			}
+			parts[i] = n
+			return nil
+		},
+		OnBytes: func(n int64) { progress.Add(n) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(contents(t, dst), data) {
+		t.Fatal("downloaded bytes differ")
+	}
+	if res.Fetched != int64(len(data)) || res.Parts != 17 || res.Skipped != 0 || progress.Load() != int64(len(data)) {
+		t.Errorf("result %+v, progress %d; want all %d bytes in 17 parts", res, progress.Load(), len(data))
+	}
+	if !slices.Equal(res.Checked, []string{CRC32C}) || res.Unverified != "" {
+		t.Errorf("Checked %q Unverified %q; want crc32c checked", res.Checked, res.Unverified)
+	}
+	for i := range 17 {
+		if _, n := o.Part(i); parts[i] != n {
+			t.Errorf("OnPart(%d) got %d bytes, want %d", i, parts[i], n)
+		}
+	}
+	if f.calls.Load() != 17 || f.maxInFlight.Load() > 4 {
+		t.Errorf("%d GETs, %d at once; want 17, at most 4", f.calls.Load(), f.maxInFlight.Load())
+	}
+}
+
+// Only MD5 known: MD5 is checked. Nothing known: success, said unverified.
+func TestDownloadVerificationKinds(t *testing.T) {
+	b := newStore(t)
+	data := randomBytes(200*kib, 11)
+	info := put(t, b, "obj", data)
+	for _, tc := range []struct {
+		name       string
+		sums       backends.Checksums
+		dest       func(*os.File) io.WriterAt
+		checked    []string
+		unverified string
+	}{
+		{"md5", backends.Checksums{MD5: sumsOf(data).MD5}, nil, []string{MD5}, ""},
+		{"none", backends.Checksums{}, nil, nil, UnverifiedNoChecksum},
+		{"write-only", sumsOf(data), func(f *os.File) io.WriterAt { return writeOnly{f} }, nil, UnverifiedNotReadable},
+	} {
+		info := info
+		info.Checksums = tc.sums
+		dst := destFile(t)
+		var w io.WriterAt = dst
+		if tc.dest != nil {
+			w = tc.dest(dst)
+		}
+		res, err := Open(b, info, Options{PartSize: 64 * kib}).Download(context.Background(), w, DownloadOptions{Verify: true})
+		if err != nil || !slices.Equal(res.Checked, tc.checked) || res.Unverified != tc.unverified {
+			t.Errorf("%s: %+v, %v; want checked %q unverified %q", tc.name, res, err, tc.checked, tc.unverified)
+		}
+		if !bytes.Equal(contents(t, dst), data) {
+			t.Errorf("%s: bytes differ", tc.name)
+		}
+	}
+	res, err := Open(b, info, Options{}).Download(context.Background(), destFile(t), DownloadOptions{})
+	if err != nil || res.Checked != nil || res.Unverified != UnverifiedNotRequested {
+		t.Errorf("without Verify: %+v, %v", res, err)
+	}
+}
+
+type writeOnly struct{ w io.WriterAt }
+
+func (w writeOnly) WriteAt(p []byte, off int64) (int, error) { return w.w.WriteAt(p, off) }
+
+// Parts journaled by an earlier run are not fetched again, and their bytes
+// (read back from the file) take part in the verification.
+func TestDownloadResume(t *testing.T) {
+	b := newStore(t)
+	data := randomBytes(10*64*kib+5, 12)
+	info := put(t, b, "obj", data)
+	done := map[int]bool{0: true, 3: true, 4: true, 10: true}
+
+	for _, corrupt := range []bool{false, true} {
+		f := &faulty{Backend: b}
+		o := Open(f, info, Options{PartSize: 64 * kib, Concurrency: 3, Retry: fastRetry()})
+		dst := destFile(t)
+		for i := range done {
+			off, n := o.Part(i)
+			part := slices.Clone(data[off : off+n])
+			if corrupt && i == 3 {
+				part[7] ^= 1
+			}
+			if _, err := dst.WriteAt(part, off); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var fetchedParts []int
+		var mu sync.Mutex
+		res, err := o.Download(context.Background(), dst, DownloadOptions{
+			Verify: true,
+			Done:   func(i int) bool { return done[i] },
+			OnPart: func(i int, _ int64) error {
+				mu.Lock()
+				fetchedParts = append(fetchedParts, i)
+				mu.Unlock()
+				return nil
+			},
+		})
+		if corrupt {
+			if !errors.Is(err, backends.ErrChecksum) {
+				t.Errorf("corrupt journaled part: err %v; want ErrChecksum", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(fetchedParts)
+		if !slices.Equal(fetchedParts, []int{1, 2, 5, 6, 7, 8, 9}) || f.calls.Load() != 7 {
+			t.Errorf("fetched parts %v in %d GETs; want the 7 not done", fetchedParts, f.calls.Load())
+		}
+		if res.Parts != 7 || res.Skipped != 4 || res.Fetched != int64(len(data))-3*64*kib-5 {
+			t.Errorf("result %+v", res)
+		}
+		if !bytes.Equal(contents(t, dst), data) {
+			t.Error("bytes differ after resume")
+		}
+	}
+}
+
+// From resumes a contiguous prefix, also in the middle of a part.
+func TestDownloadFrom(t *testing.T) {
+	b := newStore(t)
+	data := randomBytes(300*kib, 13)
+	info := put(t, b, "obj", data)
+	for _, from := range []int64{0, 64 * kib, 100*kib + 7, 300 * kib} {
+		f := &faulty{Backend: b}
+		o := Open(f, info, Options{PartSize: 64 * kib, Concurrency: 2})
+		dst := destFile(t)
+		if _, err := dst.WriteAt(data[:from], 0); err != nil {
+			t.Fatal(err)
+		}
+		res, err := o.Download(context.Background(), dst, DownloadOptions{From: from, Verify: true})
+		if err != nil {
+			t.Fatalf("from %d: %v", from, err)
+		}
+		if !bytes.Equal(contents(t, dst), data) || res.Fetched != int64(len(data))-from || len(res.Checked) == 0 {
+			t.Errorf("from %d: result %+v, identical %v", from, res, bytes.Equal(contents(t, dst), data))
+		}
+		if rs := f.rangesSeen(); from < int64(len(data)) && !slices.ContainsFunc(rs, func(r [2]int64) bool { return r[0] == from }) {
+			t.Errorf("from %d: ranges %v do not start at it", from, rs)
+		}
+	}
+	_, err := Open(b, info, Options{}).Download(context.Background(), destFile(t), DownloadOptions{From: int64(len(data)) + 1})
+	if !errors.Is(err, backends.ErrInvalidRange) {
+		t.Errorf("From past the end: %v", err)
+	}
+}
+
+// An object replaced during the download fails it with ErrPrecondition; the
+// destination never receives bytes of the new version.
+func TestDownloadObjectReplaced(t *testing.T) {
+	b := newStore(t)
+	old := randomBytes(8*64*kib, 14)
+	info := put(t, b, "obj", old)
+	f := &faulty{Backend: b}
+	o := Open(f, info, Options{PartSize: 64 * kib, Concurrency: 1, Retry: fastRetry()})
+	dst := destFile(t)
+	_, err := o.Download(context.Background(), dst, DownloadOptions{
+		OnPart: func(i int, _ int64) error {
+			if i != 1 {
+				return nil
+			}
+			repl := randomBytes(len(old), 15) // same size, new content
+			_, err := b.Put(context.Background(), "obj", bytes.NewReader(repl), int64(len(repl)), backends.PutOptions{})
+			return err
+		},
+	})
+	if !errors.Is(err, backends.ErrPrecondition) {
+		t.Fatalf("err %v; want ErrPrecondition", err)
+	}
+	if f.calls.Load() != 3 {
+		t.Errorf("%d GETs; want 3 (two parts, one refused, no retry)", f.calls.Load())
+	}
+	got := contents(t, dst)
+	if !bytes.Equal(got, old[:len(got)]) || len(got) != 2*64*kib {
+		t.Errorf("destination holds %d bytes, equal to the old version: %v", len(got), bytes.Equal(got, old[:len(got)]))
+	}
+}
+
+// Transient failures (a refused request, a body cut short) are retried and
+// the result is byte-identical.
+func TestDownloadRetriesTransientErrors(t *testing.T) {
+	b := newStore(t)
+	data := randomBytes(6*64*kib, 16)
+	info := put(t, b, "obj", data)
+	f := &faulty{
+		Backend: b,
+		failOn:  map[int64]error{2: errReset},
+		cutOn:   map[int64]int64{4: 1000, 5: 0},
+	}
+	dst := destFile(t)
+	var progress atomic.Int64
+	res, err := Open(f, info, Options{PartSize: 64 * kib, Concurrency: 2, Retry: fastRetry()}).
+		Download(context.Background(), dst, DownloadOptions{Verify: true, OnBytes: func(n int64) { progress.Add(n) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(contents(t, dst), data) {
+		t.Fatal("bytes differ")
+	}
+	if f.calls.Load() != 6+3 || res.Fetched != int64(len(data)) || progress.Load() != int64(len(data)) {
+		t.Errorf("%d GETs, result %+v, progress %d; want 9 GETs and each byte counted once", f.calls.Load(), res, progress.Load())
+	}
+}
+
+func TestDownloadDoesNotRetryFinalErrors(t *testing.T) {
+	b := newStore(t)
+	info := put(t, b, "obj", randomBytes(6*64*kib, 17))
+	f := &faulty{Backend: b, failOn: map[int64]error{2: backends.Errorf("get", "test", "obj", backends.ErrPermission, nil)}}
+	_, err := Open(f, info, Options{PartSize: 64 * kib, Concurrency: 1, Retry: fastRetry()}).
+		Download(context.Background(), destFile(t), DownloadOptions{})
+	if !errors.Is(err, backends.ErrPermission) || f.calls.Load() != 2 {
+		t.Errorf("err %v after %d GETs; want ErrPermission after 2", err, f.calls.Load())
+	}
+}
+
+// corrupting flips one byte of what it writes at offset at.
+type corrupting struct {
+	*os.File
+	at int64
+}
+
+func (c corrupting) WriteAt(p []byte, off int64) (int, error) {
+	if off <= c.at && c.at < off+int64(len(p)) {
+		p = slices.Clone(p)
+		p[c.at-off] ^= 0x40
+	}
+	return c.File.WriteAt(p, off)
+}
+
+func TestDownloadChecksumMismatch(t *testing.T) {
+	b := newStore(t)
+	data := randomBytes(5*64*kib, 18)
+	info := put(t, b, "obj", data)
+
+	// Bytes corrupted on their way to the file.
+	_, err := Open(b, info, Options{PartSize: 64 * kib}).
+		Download(context.Background(), corrupting{destFile(t), 3*64*kib + 99}, DownloadOptions{Verify: true})
+	if !errors.Is(err, backends.ErrChecksum) || !strings.Contains(err.Error(), `"obj"`) {
+		t.Errorf("corrupted write: %v; want ErrChecksum naming the key", err)
+	}
+
+	// The store's checksum disagrees with the bytes.
+	bad := info
+	bad.Checksums = backends.Checksums{MD5: sumsOf(data[1:]).MD5}
+	_, err = Open(b, bad, Options{PartSize: 64 * kib}).Download(context.Background(), destFile(t), DownloadOptions{Verify: true})
+	want := fmt.Sprintf("expected %x, got %x", bad.Checksums.MD5, sumsOf(data).MD5)
+	if !errors.Is(err, backends.ErrChecksum) || !strings.Contains(err.Error(), want) {
+		t.Errorf("wrong md5: %v; want ErrChecksum with %q", err, want)
+	}
+}
+
+func TestDownloadCancelled(t *testing.T) {
+	b := newStore(t)
+	info := put(t, b, "obj", randomBytes(8*64*kib, 19))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &faulty{Backend: b}
+	res, err := Open(f, info, Options{PartSize: 64 * kib, Concurrency: 1}).
+		Download(ctx, destFile(t), DownloadOptions{Verify: true, OnPart: func(int, int64) error { cancel(); return nil }})
+	if !errors.Is(err, context.Canceled) || f.calls.Load() != 1 || res.Parts != 1 {
+		t.Errorf("cancelled after part 0: %v after %d GETs, %+v", err, f.calls.Load(), res)
+	}
+
+	// Cancelled while waiting to retry (the retry log line comes just
+	// before an hour-long wait).
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	f = &faulty{Backend: b, always: errReset}
+	log := funcLogger(func() { cancel() })
+	_, err = Open(f, info, Options{PartSize: 64 * kib, Concurrency: 4, Logger: log, Retry: Retry{InitialInterval: time.Hour, MaxInterval: time.Hour}}).
+		Download(ctx, destFile(t), DownloadOptions{})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled in backoff: %v", err)
+	}
+
+	ctx, cancel = context.WithCancel(context.Background())
+	cancel()
+	f = &faulty{Backend: b}
+	if _, err := Open(f, info, Options{}).Download(ctx, destFile(t), DownloadOptions{}); !errors.Is(err, context.Canceled) || f.calls.Load() != 0 {
+		t.Errorf("cancelled before: %v after %d GETs", err, f.calls.Load())
+	}
+}
+
+// Memory stays bounded by the workers' buffers, not by part or object size:
+// 64 MiB in 16 MiB parts allocates well under one part.
+func TestDownloadMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("64 MiB object")
+	}
+	b := newStore(t)
+	info := put(t, b, "big", randomBytes(64<<20, 20))
+	dst := destFile(t)
+	o := Open(b, info, Options{PartSize: 16 << 20, Concurrency: 8})
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	res, err := o.Download(context.Background(), dst, DownloadOptions{Verify: true})
+	runtime.ReadMemStats(&after)
+	if err != nil || len(res.Checked) == 0 {
+		t.Fatal(res, err)
+	}
+	// The design's bound: 4 parts -> 4 workers x 1 MiB, plus 1 MiB for
+	// the checksum reader; allow as much again for everything else.
+	allocated := after.TotalAlloc - before.TotalAlloc
+	const bound = 2 * (4 + 1) << 20
+	t.Logf("allocated %.1f MiB downloading 64 MiB", float64(allocated)/(1<<20))
+	if allocated > bound {
+		t.Errorf("allocated %d bytes; want at most %d", allocated, bound)
+	}
+	if st, err := dst.Stat(); err != nil || st.Size() != 64<<20 {
+		t.Errorf("destination %v, %v", st, err)
+	}
+}
+
+func BenchmarkDownload(b *testing.B) {
+	store := newStore(b)
+	const size = 64 << 20
+	info := put(b, store, "bench", randomBytes(size, 21))
+	for _, conc := range []int{1, 4, 8} {
+		for _, verify := range []bool{false, true} {
+			b.Run(fmt.Sprintf("conc=%d/verify=%v", conc, verify), func(b *testing.B) {
+				o := Open(store, info, Options{PartSize: 8 << 20, Concurrency: conc})
+				dst := destFile(b)
+				b.SetBytes(size)
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := o.Download(context.Background(), dst, DownloadOptions{Verify: verify}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
