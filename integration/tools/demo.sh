@@ -7,7 +7,7 @@ set -euo pipefail
 ferry=${1:-bin/ferry}
 work=${FERRY_DEMO_DIR:-$(mktemp -d -t ferry-demo-XXXXXX)}
 store=$work/store
-mkdir -p "$store/sample/images/train" "$store/sample/images/val" "$store/sample/empty-dir"
+mkdir -p "$store/sample/images/train" "$store/sample/images/val"
 
 echo "demo: creating a sample dataset in $store/sample"
 for i in $(seq -w 1 40); do

@@ -1,0 +1,370 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryio/ferry/backends"
+	"github.com/ferryio/ferry/fs/objread"
+)
+
+// errVanished: the object was deleted from the store during the run.
+var errVanished = errors.New("object deleted from the store during the run")
+
+// fileItem is one object to materialise as a file.
+type fileItem struct {
+	obj    backends.ObjectInfo // as listed (Version pinned by a manifest in replay)
+	path   string              // relative destination path
+	reason string              // why it is fetched ("missing", ...); "" when up to date
+	rec    *record             // what the file holds once loaded (or already held)
+}
+
+// fetch materialises one object, retrying once from scratch after a
+// checksum mismatch, and once with the store's current object when the
+// listed version was replaced or deleted meanwhile (not in replay, where
+// the version is fixed). A cancelled ctx leaves the temporary file and
+// journal in place for the next run.
+func (r *runner) fetch(ctx context.Context, it *fileItem, workers int) error {
+	info := it.obj
+	var counted atomic.Int64 // progress bytes of the current attempt
+	for attempt := 1; ; attempt++ {
+		rec, err := r.fetchOnce(ctx, it, info, workers, &counted)
+		if err == nil {
+			it.rec = &rec
+			return nil
+		}
+		if ctx.Err() != nil || attempt == 2 {
+			return err
+		}
+		switch {
+		case errors.Is(err, backends.ErrChecksum):
+			r.notify(Event{Level: slog.LevelWarn, Kind: EventRetry, Key: info.Key, Path: it.path,
+				Msg: it.path + ": checksum mismatch, fetching it again", Err: err})
+		case (errors.Is(err, backends.ErrPrecondition) || errors.Is(err, backends.ErrNotExist)) && !r.opts.replay():
+			cur, serr := r.b.Stat(ctx, info.Key)
+			if errors.Is(serr, backends.ErrNotExist) {
+				return errVanished
+			}
+			if serr != nil {
+				return serr
+			}
+			r.notify(Event{Level: slog.LevelInfo, Kind: EventRetry, Key: info.Key, Path: it.path,
+				Msg: it.path + ": object replaced during the run, fetching the new version"})
+			info = cur
+		default:
+			return err
+		}
+		if err := removeWork(r.root, info.Key); err != nil {
+			return err
+		}
+		r.tracker.AddBytes(-counted.Swap(0))
+	}
+}
+
+// fetchOnce downloads info into the object's temporary file (resuming from
+// its journal when that names the same version), verifies it, gives it its
+// mtime, mode and record, and renames it into place.
+func (r *runner) fetchOnce(ctx context.Context, it *fileItem, info backends.ObjectInfo, workers int, counted *atomic.Int64) (record, error) {
+	partName, journalName := workNames(info.Key)
+	size := info.Size
+	nparts := int((size + r.opts.PartSize - 1) / r.opts.PartSize)
+
+	// attrs is the object as a Stat or GET returned it (user metadata,
+	// checksums, version id), which a listing may lack.
+	var attrs *backends.ObjectInfo
+	if size == 0 || (nparts >= 2 && info.Checksums.IsZero()) {
+		st, err := r.stat(ctx, info)
+		if err != nil {
+			return record{}, err
+		}
+		attrs = &st
+		info.Checksums = st.Checksums
+	}
+	capt := &capture{Backend: r.b}
+	obj := objread.Open(capt, info, r.readOpts(workers, size))
+
+	done := map[int]bool{}
+	if nparts >= 2 {
+		if j := loadJournal(r.root, journalName); j != nil && j.Key == info.Key && j.Size == size &&
+			sameVersion(j.Version, info.Version) && r.partFileSize(partName) == size {
+			covered := j.covered(size, r.opts.PartSize)
+			for i := range nparts {
+				if covered(i) {
+					done[i] = true
+				}
+			}
+		}
+	}
+	flags := os.O_RDWR | os.O_CREATE
+	if len(done) == 0 {
+		flags |= os.O_TRUNC
+	}
+	f, err := r.root.OpenFile(partName, flags, 0o644)
+	if err != nil {
+		return record{}, err
+	}
+	defer f.Close() // after the rename it is a no-op error
+	if err := f.Truncate(size); err != nil {
+		return record{}, err
+	}
+	var jw *journalWriter
+	if nparts >= 2 {
+		j := partJournal{Key: info.Key, Version: info.Version, Size: size, PartSize: r.opts.PartSize}
+		for i := range nparts {
+			if done[i] {
+				j.Done = append(j.Done, i)
+			}
+		}
+		jw = newJournalWriter(r.root, journalName, f, j)
+		if err := jw.save(); err != nil {
+			return record{}, err
+		}
+		if len(done) > 0 {
+			r.notify(Event{Level: slog.LevelInfo, Kind: EventResume, Key: info.Key, Path: it.path,
+				Msg: fmt.Sprintf("%s: resuming, %d of %d parts already here", it.path, len(done), nparts)})
+		}
+	}
+
+	dl := objread.DownloadOptions{
+		Done: func(i int) bool {
+			if done[i] {
+				_, n := obj.Part(i)
+				r.tracker.AddBytes(n)
+				counted.Add(n)
+			}
+			return done[i]
+		},
+		OnBytes: func(n int64) { r.tracker.AddBytes(n); counted.Add(n) },
+		Verify:  true,
+	}
+	if jw != nil {
+		dl.OnPart = func(i int, _ int64) error {
+			if err := jw.partDone(i); err != nil {
+				return err
+			}
+			r.notify(Event{Level: slog.LevelDebug, Kind: EventPart, Key: info.Key, Path: it.path,
+				Msg: fmt.Sprintf("%s: part %d of %d on disk", it.path, i+1, nparts)})
+			return nil
+		}
+	}
+	res, err := obj.Download(ctx, f, dl)
+	r.fetched.Add(res.Fetched)
+	if err != nil {
+		return record{}, err
+	}
+
+	if attrs == nil {
+		if served, ok := capt.served(); ok {
+			attrs = &served
+		} else {
+			st, err := r.stat(ctx, info) // every part was already here
+			if err != nil {
+				return record{}, err
+			}
+			attrs = &st
+		}
+	}
+	sums, err := r.verify(ctx, f, info, *attrs, res)
+	if err != nil {
+		return record{}, err
+	}
+	rec, err := r.finish(f, partName, it, info, *attrs, sums)
+	if err != nil {
+		return record{}, err
+	}
+	if jw != nil {
+		if err := r.root.Remove(journalName); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return record{}, err
+		}
+	}
+	r.notify(Event{Level: slog.LevelDebug, Kind: EventFetched, Key: info.Key, Path: it.path, Size: size,
+		Msg: fmt.Sprintf("%s: fetched (%d bytes, %s)", it.path, size, verifiedText(res, sums))})
+	return rec, nil
+}
+
+func verifiedText(res objread.Result, sums backends.Checksums) string {
+	switch {
+	case len(res.Checked) > 0:
+		return "verified " + strings.Join(res.Checked, "+")
+	case len(sums.CRC32C) > 0:
+		return "verified crc32c"
+	case len(sums.MD5) > 0:
+		return "verified md5"
+	}
+	return "no checksum"
+}
+
+func (r *runner) readOpts(workers int, size int64) objread.Options {
+	return objread.Options{
+		PartSize:    r.opts.PartSize,
+		Concurrency: workers,
+		BufferSize:  int(min(r.bufSize(), max(size, 1))),
+		Logger:      r.opts.Logger,
+	}
+}
+
+// stat asks the store for the object's attributes and checks that it is
+// still the listed version.
+func (r *runner) stat(ctx context.Context, info backends.ObjectInfo) (backends.ObjectInfo, error) {
+	st, err := r.b.Stat(ctx, info.Key)
+	if err != nil {
+		return st, err
+	}
+	changed := st.Size != info.Size
+	if !info.Version.IsZero() && !sameVersion(st.Version, info.Version) {
+		changed = true
+	}
+	if changed {
+		return st, backends.Errorf("stat", r.b.String(), info.Key, backends.ErrPrecondition,
+			fmt.Errorf("now version %s of %d bytes, listed as %s of %d bytes", st.Version, st.Size, info.Version, info.Size))
+	}
+	return st, nil
+}
+
+// verify checks the file against the store's checksums when Download could
+// not (the listing had none): those of the GET or Stat response in attrs,
+// such as an S3 ETag that is an MD5. It returns the checksums the file
+// matched. No further request is made for a single-part object whose GET
+// carried no checksum: the only store that has more (S3 full-object
+// CRC32Cs, through HEAD) rarely has them on objects that small, and a HEAD
+// per small file would double the requests.
+func (r *runner) verify(ctx context.Context, f *os.File, info, attrs backends.ObjectInfo, res objread.Result) (backends.Checksums, error) {
+	if len(res.Checked) > 0 || info.Size == 0 {
+		return info.Checksums, nil
+	}
+	sums := attrs.Checksums
+	if sums.IsZero() {
+		r.unverified.Add(1)
+		r.notify(Event{Level: slog.LevelDebug, Kind: EventUnverified, Key: info.Key,
+			Msg: info.Key + ": the store has no checksum for this object: not verified"})
+		return sums, nil
+	}
+	if err := objread.Verify(ctx, f, info.Size, sums); err != nil {
+		return sums, fmt.Errorf("verify %q: %w", info.Key, err)
+	}
+	return sums, nil
+}
+
+// finish gives the temporary file its mode, mtime and record and renames it
+// to the item's path.
+func (r *runner) finish(f *os.File, partName string, it *fileItem, info, attrs backends.ObjectInfo, sums backends.Checksums) (record, error) {
+	if attrs.ModTime.IsZero() {
+		attrs.ModTime = info.ModTime
+	}
+	if !info.ModTime.IsZero() {
+		attrs.ModTime = info.ModTime // the listing's, which later runs compare with
+	}
+	mtime, mode := fileTimes(attrs)
+	if mtime.IsZero() {
+		mtime = time.Now()
+	}
+	if err := f.Chmod(mode); err != nil {
+		return record{}, err
+	}
+	if err := r.root.Chtimes(partName, mtime, mtime); err != nil {
+		return record{}, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return record{}, err
+	}
+	rec := record{
+		Version: mergeVersion(info.Version, attrs.Version), Size: info.Size,
+		Mtime: fi.ModTime().UnixNano(), Checksums: sums,
+	}
+	if !info.ModTime.IsZero() {
+		rec.ModTime = info.ModTime.UnixNano()
+	}
+	if r.xattrs.Load() {
+		ok, err := writeRecord(f, rec)
+		if err != nil {
+			return record{}, err
+		}
+		if !ok && r.xattrs.Swap(false) {
+			r.notify(Event{Level: slog.LevelWarn, Kind: EventNoXattr, Path: it.path,
+				Msg: "the filesystem has no user extended attributes: re-runs compare size and times only"})
+		}
+	}
+	if err := f.Close(); err != nil {
+		return record{}, err
+	}
+	return rec, r.place(partName, it.path)
+}
+
+// place renames the finished temporary file to path. A directory in the
+// way is removed when empty, or with Delete; otherwise the item fails.
+func (r *runner) place(tmp, path string) error {
+	err := r.root.Rename(tmp, path)
+	if err == nil {
+		return nil
+	}
+	fi, lerr := r.root.Lstat(path)
+	if lerr != nil || !fi.IsDir() {
+		return err
+	}
+	if r.opts.Delete {
+		if err := r.root.RemoveAll(path); err != nil {
+			return err
+		}
+	} else if err := r.root.Remove(path); err != nil {
+		return fmt.Errorf("%s: a directory is in the way (--delete replaces it): %w", path, err)
+	}
+	return r.root.Rename(tmp, path)
+}
+
+// partFileSize is the size of the temporary file name, or -1.
+func (r *runner) partFileSize(name string) int64 {
+	fi, err := r.root.Lstat(name)
+	if err != nil || !fi.Mode().IsRegular() {
+		return -1
+	}
+	return fi.Size()
+}
+
+func fdatasync(f *os.File) error {
+	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		return &fs.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
+	}
+	return nil
+}
+
+// capture is a backend seen by objread that remembers the first GET
+// response's attributes (user metadata, checksums, version id), so that no
+// Stat is needed for them.
+type capture struct {
+	backends.Backend
+	mu   sync.Mutex
+	info *backends.ObjectInfo // GUARDED_BY(mu)
+}
+
+func (c *capture) GetRange(ctx context.Context, key string, off, n int64, opts backends.ReadOptions) (io.ReadCloser, backends.ObjectInfo, error) {
+	rc, info, err := c.Backend.GetRange(ctx, key, off, n, opts)
+	if err == nil {
+		c.mu.Lock()
+		if c.info == nil {
+			c.info = &info
+		}
+		c.mu.Unlock()
+	}
+	return rc, info, err
+}
+
+func (c *capture) served() (backends.ObjectInfo, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.info == nil {
+		return backends.ObjectInfo{}, false
+	}
+	return *c.info, true
+}

@@ -1,0 +1,478 @@
+// Package load materialises every object under a store prefix as a file of
+// a destination directory (ferry load, load.sh): idempotent, resumable
+// after a kill at any moment, parallel, verified, with bounded memory.
+//
+// # Mapping
+//
+// Keys go through fs/namespace, as the mount's do: key "a/b" becomes the
+// file DIR/a/b, a "dir/" marker an (empty) directory, a zero-byte object an
+// empty file (one HEAD, for its metadata). Directories get no mtime or
+// mode from the store: writing their files would change them anyway. Keys namespace refuses (a ".." or "." or empty segment, an
+// absolute key, NUL, a segment over 255 bytes, a key that is both a file and
+// a directory prefix) and keys under WorkDir are never written: Run reports
+// each by name and loads everything else (ErrInvalidKeys). Every filesystem
+// call goes through an os.Root of the destination, so no path, symlink
+// included, leads outside it.
+//
+// # Atomic files and the record of what they hold
+//
+// An object is downloaded into WorkDir/<hash>.part, verified, given its
+// mtime (the "mtime" user metadata rclone writes, or gsutil's, else the
+// store's Last-Modified) and mode (the "mode" metadata, else 0644), then
+// renamed to its path: a file appears only complete and verified. Before
+// the rename the file gets an extended attribute, XattrName, recording the
+// object's version, size and checksums and the mtime given (see record).
+// A re-run compares the listing (size, ETag or generation) and the file
+// (size, mtime) with that record, so a complete destination costs listing
+// requests only: no GET, no HEAD per object. A file whose size or mtime
+// changed, or whose object changed, is fetched again.
+//
+// Fallback: on a filesystem without user extended attributes a file is up
+// to date when its size matches and its mtime is the object's mtime from
+// the listing's metadata, or else the listing's Last-Modified, or else (S3
+// listings carry no metadata) its ctime is not older than the object's
+// Last-Modified. That misses a local change that keeps size and mtime and,
+// for objects with an mtime in their metadata on S3, a local change that
+// keeps the size.
+//
+// # Resume
+//
+// An object of two parts or more (PartSize each) keeps, next to its
+// temporary file, a journal WorkDir/<hash>.json: the version being
+// fetched and the parts complete on disk (each journal write follows an
+// fdatasync of the temporary file). A run that finds a journal naming the
+// listed version fetches only the missing parts (objread.DownloadOptions
+// Done); one naming another version (the object was replaced) starts the
+// object afresh. A single-part object restarts from zero. On success
+// WorkDir is removed and the filesystem synced (syncfs), so the
+// destination holds exactly the dataset. A worker journals its part (group
+// commit) before it fetches the next, so a kill loses at most the parts in
+// flight: Concurrency x PartSize bytes.
+//
+// # Concurrency and memory
+//
+// Up to Concurrency ranged GETs run at once, shared by all objects through
+// a weighted semaphore: an object of n parts takes min(n, Concurrency)
+// slots (large objects first, then small ones, each in key order). Each GET
+// streams into its file through one buffer of min(1 MiB, PartSize, object
+// size), and each object in flight may have one more such buffer to read
+// its bytes back for verification, so transfer memory is at most
+// 2 x Concurrency x min(1 MiB, PartSize) (32 MiB at the defaults) whatever
+// the objects' sizes. The plan holds every listed key (a few hundred bytes
+// per object) and each large object in flight a journal of its parts.
+//
+// # Verification
+//
+// Each object is checked against the store's checksums: those of the
+// listing (GCS CRC32C and MD5, Azure Content-MD5, the local driver's
+// recorded sums), else, for objects of several parts, of one HEAD before
+// the download (S3 full-object CRC32C, or an ETag that is an MD5), else of
+// the GET response (an S3 single-part ETag that is an MD5). A mismatch is
+// fetched again once, then fails the object. Objects the store has no
+// checksum for are counted in Result.Unverified.
+//
+// # Snapshots
+//
+// Result.Loaded is a Manifest of what the destination holds (key, size,
+// version, checksums); WriteManifest saves it and gives its digest. With
+// Options.Manifest, Run loads exactly that snapshot: every object must
+// still be listed at the recorded size and version (else ErrSnapshotChanged
+// names each changed key and nothing is fetched), reads are pinned to the
+// recorded version, and keys the manifest does not name are ignored. The
+// backend contract reads current versions only, so a store that keeps old
+// versions (S3 versioning, GCS generations) cannot yet serve a replaced
+// object's recorded version: the run fails naming it, as on other stores.
+//
+// # Dry run
+//
+// With DryRun, Run lists the store and scans the destination, reports each
+// fetch, repair, directory and (with Delete) deletion as an EventWould, and
+// returns ErrChanges when there is any; it creates, changes and locks
+// nothing and makes no GET or HEAD.
+//
+// One load runs per destination at a time (an flock on the directory).
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/sys/unix"
+
+	"github.com/ferryio/ferry/backends"
+	"github.com/ferryio/ferry/fs/namespace"
+	"github.com/ferryio/ferry/fs/progress"
+)
+
+// Defaults and limits of Options.
+const (
+	DefaultConcurrency = 16
+	DefaultPartSize    = 8 << 20
+	MinPartSize        = 64 << 10
+	maxBuffer          = 1 << 20
+)
+
+// Sentinel errors of Run; test them with errors.Is.
+var (
+	// ErrInvalidKeys: some keys could not be mapped to safe paths; the rest
+	// was loaded. Result.Invalid names them.
+	ErrInvalidKeys = errors.New("some object keys cannot be loaded")
+	// ErrReservedKey: a key under WorkDir. It matches
+	// namespace.ErrUnsafeKey too.
+	ErrReservedKey = fmt.Errorf("%w (reserved)", namespace.ErrUnsafeKey)
+	// ErrFailed: some objects could not be loaded (the error joins theirs).
+	ErrFailed = errors.New("some objects failed to load")
+	// ErrChanges: a dry run found work to do.
+	ErrChanges = errors.New("the destination is not up to date")
+	// ErrSnapshotChanged: in replay, objects of the manifest are gone or
+	// changed in the store; nothing was loaded.
+	ErrSnapshotChanged = errors.New("the store no longer holds the manifest's snapshot")
+	// ErrLocked: another load is running on the destination.
+	ErrLocked = errors.New("another ferry load is running on this directory")
+)
+
+// Options tune Run. The zero value loads with the defaults.
+type Options struct {
+	// Concurrency is the number of GETs in flight; default
+	// DefaultConcurrency.
+	Concurrency int
+	// PartSize is the size of the ranged GETs of large objects and the
+	// unit of resume; default DefaultPartSize, at least MinPartSize.
+	PartSize int64
+	// Delete removes local files and directories that are not in the store
+	// (or the manifest), and directories in the way of files.
+	Delete bool
+	// DryRun changes nothing: Run reports what it would do as events and
+	// returns ErrChanges when there is something to do.
+	DryRun bool
+	// Manifest, when set, loads exactly that snapshot (see Manifest).
+	Manifest *Manifest
+	// Tracker receives progress; nil for none.
+	Tracker *progress.Tracker
+	// Notify receives events (warnings, per-object lines); it is called
+	// from several goroutines at once. nil drops them.
+	Notify func(Event)
+	// Logger receives objread's retry lines (debug); nil for none.
+	Logger *slog.Logger
+
+	// noXattrs behaves as on a filesystem without user extended
+	// attributes (for tests: every filesystem at hand has them).
+	noXattrs bool
+}
+
+func (o Options) replay() bool { return o.Manifest != nil }
+
+// Event kinds.
+const (
+	EventInvalidKey = "invalid_key" // a key that cannot be loaded (warning)
+	EventWould      = "would"       // dry run: an action it would take
+	EventDeleted    = "deleted"     // Delete removed a path
+	EventFetched    = "fetched"     // an object was loaded (debug)
+	EventPart       = "part"        // a part of a large object is on disk (debug)
+	EventResume     = "resume"      // a large object resumes from its journal
+	EventRetry      = "retry"       // an object is fetched again
+	EventUnverified = "unverified"  // the store has no checksum (debug)
+	EventNoXattr    = "no_xattr"    // the filesystem lacks extended attributes
+	EventVanished   = "vanished"    // the object was deleted during the run
+	EventFailed     = "failed"      // an object failed
+)
+
+// Event is one thing worth telling the user.
+type Event struct {
+	Level slog.Level
+	Kind  string
+	Key   string // the object key, when about one
+	Path  string // the relative path, when about one
+	Size  int64
+	Msg   string
+	Err   error
+}
+
+// Result reports a run.
+type Result struct {
+	Files, Dirs int // in the dataset (loadable keys)
+	UpToDate    int // files that needed nothing
+	Fetched     int // files fetched (or, dry run, to fetch)
+	Failed      int
+	Deleted     int   // paths removed (or, dry run, to remove)
+	Bytes       int64 // object bytes downloaded by this run
+	Unverified  int   // fetched files the store had no checksum for
+	Invalid     []error
+	// Loaded is what the destination holds, for --manifest-out; nil after
+	// a dry run or when objects failed.
+	Loaded *Manifest
+}
+
+type runner struct {
+	b      backends.Backend
+	dir    string
+	root   *os.Root // nil in a dry run of a missing destination
+	opts   Options
+	xattrs atomic.Bool // false once the filesystem refused one
+
+	tracker    *progress.Tracker
+	fetched    atomic.Int64
+	unverified atomic.Int64
+}
+
+// Run loads every object of b (a store seen through its prefix) into dir,
+// creating dir if needed. See the package documentation for the contract.
+// Its error wraps ErrInvalidKeys, ErrFailed, ErrChanges, ErrSnapshotChanged
+// or ErrLocked, or is the listing's or the filesystem's; the Result is
+// filled as far as the run went.
+func Run(ctx context.Context, b backends.Backend, dir string, opts Options) (Result, error) {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = DefaultConcurrency
+	}
+	if opts.PartSize <= 0 {
+		opts.PartSize = DefaultPartSize
+	}
+	opts.PartSize = max(opts.PartSize, MinPartSize)
+	r := &runner{b: b, dir: dir, opts: opts, tracker: opts.Tracker}
+	if r.tracker == nil {
+		r.tracker = &progress.Tracker{}
+	}
+	r.xattrs.Store(!opts.noXattrs)
+	if !opts.DryRun {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return Result{}, err
+		}
+		unlock, err := lockDir(dir)
+		if err != nil {
+			return Result{}, err
+		}
+		defer unlock()
+	}
+	if root, err := os.OpenRoot(dir); err == nil {
+		r.root = root
+		defer root.Close()
+	} else if !opts.DryRun || !errors.Is(err, fs.ErrNotExist) {
+		return Result{}, err
+	}
+	return r.run(ctx)
+}
+
+func (r *runner) notify(e Event) {
+	if r.opts.Notify != nil {
+		r.opts.Notify(e)
+	}
+}
+
+func (r *runner) bufSize() int64 { return min(maxBuffer, r.opts.PartSize) }
+
+func (r *runner) run(ctx context.Context) (Result, error) {
+	p, err := r.buildPlan(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Files: len(p.files), Dirs: len(p.dirs), Invalid: p.invalid}
+	for _, e := range p.invalid {
+		r.notify(Event{Level: slog.LevelWarn, Kind: EventInvalidKey, Msg: "not loaded: " + e.Error(), Err: e})
+	}
+	acts := r.scanDirs(p.dirs)
+	if err := r.scanFiles(p.files, acts); err != nil {
+		return res, err
+	}
+	var todo []*fileItem
+	for _, it := range p.files {
+		r.tracker.AddTotal(1, it.obj.Size)
+		if it.reason == "" {
+			res.UpToDate++
+			r.tracker.Skipped(it.obj.Size)
+			continue
+		}
+		todo = append(todo, it)
+	}
+	var gone []string
+	if r.opts.Delete {
+		if gone, err = r.prune(p, r.opts.DryRun); err != nil {
+			return res, err
+		}
+		res.Deleted = len(gone)
+	}
+	if r.opts.DryRun {
+		return r.dryRun(p, acts, todo, gone, res)
+	}
+	for _, g := range gone {
+		r.notify(Event{Level: slog.LevelInfo, Kind: EventDeleted, Path: g, Msg: "deleted " + g})
+	}
+	if len(todo) > 0 {
+		if err := r.root.MkdirAll(WorkDir, 0o700); err != nil {
+			return res, err
+		}
+	}
+	blocked, err := r.makeDirs(p.dirs, acts)
+	if err != nil {
+		return res, err
+	}
+	for _, e := range blocked {
+		r.notify(Event{Level: slog.LevelError, Kind: EventFailed, Msg: e.Error(), Err: e})
+	}
+	failed := append(blocked, r.transfer(ctx, todo, acts, &res)...)
+	res.Bytes = r.fetched.Load()
+	res.Unverified = int(r.unverified.Load())
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	if len(failed) > 0 {
+		res.Failed = len(failed)
+		return res, fmt.Errorf("%w: %d of %d: %w", ErrFailed, len(failed), len(todo), errors.Join(firstN(failed, 10)...))
+	}
+	if err := r.root.RemoveAll(WorkDir); err != nil {
+		return res, err
+	}
+	if res.Fetched > 0 || res.Deleted > 0 {
+		if err := syncfs(r.dir); err != nil {
+			return res, err
+		}
+	}
+	res.Loaded = &Manifest{Format: ManifestFormat, Objects: slices.Collect(p.loaded())}
+	if len(p.invalid) > 0 {
+		return res, fmt.Errorf("%w: %d (%w)", ErrInvalidKeys, len(p.invalid), errors.Join(firstN(p.invalid, 10)...))
+	}
+	return res, nil
+}
+
+func firstN(errs []error, n int) []error {
+	if len(errs) > n {
+		return append(slices.Clone(errs[:n]), fmt.Errorf("and %d more", len(errs)-n))
+	}
+	return errs
+}
+
+// dryRun reports the plan's actions as events.
+func (r *runner) dryRun(p *plan, acts map[string]dirAction, todo []*fileItem, gone []string, res Result) (Result, error) {
+	changes := len(gone)
+	for _, g := range gone {
+		r.notify(Event{Level: slog.LevelInfo, Kind: EventWould, Path: g, Msg: "would delete " + g})
+	}
+	for _, d := range p.dirs {
+		switch acts[d] {
+		case dirCreate, dirReplace:
+			changes++
+			r.notify(Event{Level: slog.LevelInfo, Kind: EventWould, Path: d, Msg: "would create directory " + d})
+		case dirBlocked:
+			changes++
+			r.notify(Event{Level: slog.LevelWarn, Kind: EventWould, Path: d,
+				Msg: "would fail: a file is in the way of directory " + d + " (--delete replaces it)"})
+		}
+	}
+	for _, it := range todo {
+		changes++
+		verb := "fetch"
+		if it.reason != "missing" {
+			verb = "repair"
+		}
+		r.notify(Event{Level: slog.LevelInfo, Kind: EventWould, Key: it.obj.Key, Path: it.path, Size: it.obj.Size,
+			Msg: fmt.Sprintf("would %s %s (%d bytes, %s)", verb, it.path, it.obj.Size, it.reason)})
+	}
+	res.Fetched = len(todo)
+	if changes > 0 {
+		return res, fmt.Errorf("%w: %d change(s) to make", ErrChanges, changes)
+	}
+	if len(p.invalid) > 0 {
+		return res, fmt.Errorf("%w: %d", ErrInvalidKeys, len(p.invalid))
+	}
+	return res, nil
+}
+
+// transfer fetches todo, up to Concurrency GETs at once (see the package
+// documentation), and returns the errors of the objects that failed.
+func (r *runner) transfer(ctx context.Context, todo []*fileItem, acts map[string]dirAction, res *Result) []error {
+	c := int64(r.opts.Concurrency)
+	parts := func(it *fileItem) int64 { return (it.obj.Size + r.opts.PartSize - 1) / r.opts.PartSize }
+	order := slices.Clone(todo)
+	slices.SortStableFunc(order, func(a, b *fileItem) int {
+		la, lb := parts(a) >= 2, parts(b) >= 2
+		switch {
+		case la && !lb:
+			return -1
+		case lb && !la:
+			return 1
+		}
+		return 0
+	})
+	sem := semaphore.NewWeighted(c)
+	var (
+		mu     sync.Mutex
+		failed []error
+		wg     sync.WaitGroup
+	)
+	fail := func(it *fileItem, err error) {
+		r.tracker.Failed()
+		r.notify(Event{Level: slog.LevelError, Kind: EventFailed, Key: it.obj.Key, Path: it.path,
+			Msg: fmt.Sprintf("failed %s: %v", it.path, err), Err: err})
+		mu.Lock()
+		failed = append(failed, fmt.Errorf("%q: %w", it.obj.Key, err))
+		mu.Unlock()
+	}
+	for _, it := range order {
+		if d := blockedBy(acts, it.path); d != "" {
+			fail(it, fmt.Errorf("%s: a file is in the way of its directory %s (--delete replaces it)", it.path, d))
+			continue
+		}
+		w := min(max(parts(it), 1), c)
+		if err := sem.Acquire(ctx, w); err != nil {
+			break
+		}
+		wg.Go(func() {
+			defer sem.Release(w)
+			err := r.fetch(ctx, it, int(w))
+			switch {
+			case err == nil:
+				r.tracker.FileDone()
+				mu.Lock()
+				res.Fetched++
+				mu.Unlock()
+			case errors.Is(err, errVanished):
+				r.tracker.Skipped(0)
+				r.notify(Event{Level: slog.LevelWarn, Kind: EventVanished, Key: it.obj.Key, Path: it.path, Msg: it.obj.Key + ": " + err.Error()})
+			case ctx.Err() != nil:
+			default:
+				fail(it, err)
+			}
+		})
+	}
+	wg.Wait()
+	return failed
+}
+
+// lockDir takes an exclusive flock on dir for the run; a second load on
+// the same directory fails with ErrLocked. The kernel drops the lock when
+// the process dies.
+func lockDir(dir string) (func(), error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
+		return nil, &fs.PathError{Op: "flock", Path: dir, Err: err}
+	}
+	return func() { f.Close() }, nil
+}
+
+// syncfs flushes the filesystem holding dir, so that a successful run's
+// files are on disk before it reports success.
+func syncfs(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return &fs.PathError{Op: "syncfs", Path: dir, Err: err}
+	}
+	return nil
+}

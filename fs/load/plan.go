@@ -1,0 +1,311 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"iter"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/ferryio/ferry/backends"
+	"github.com/ferryio/ferry/fs/namespace"
+)
+
+// plan is what a run has to do, from the listing (or the manifest) and a
+// scan of the destination.
+type plan struct {
+	files   []*fileItem           // every loadable file object, ascending key
+	markers []backends.ObjectInfo // directory markers, for the manifest
+	dirs    []string              // every directory to have (markers and parents), ascending
+	invalid []error               // keys that cannot be loaded, each error naming its key
+}
+
+// reserved reports whether key lies in the work directory's name.
+func reserved(key string) bool {
+	return key == WorkDir || key == WorkDir+"/" || strings.HasPrefix(key, WorkDir+"/")
+}
+
+// buildPlan lists the store (or, in replay, takes the manifest after
+// checking it against the listing) and maps every key through namespace.
+func (r *runner) buildPlan(ctx context.Context) (*plan, error) {
+	src := r.b.List(ctx, "")
+	if r.opts.Manifest != nil {
+		objs, err := r.checkManifest(ctx)
+		if err != nil {
+			return nil, err
+		}
+		src = func(yield func(backends.Entry, error) bool) {
+			for _, o := range objs {
+				if !yield(backends.Entry{ObjectInfo: o}, nil) {
+					return
+				}
+			}
+		}
+	}
+	p := &plan{}
+	dirs := map[string]bool{}
+	for it, err := range namespace.Plan(src) {
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", r.b, err)
+		}
+		key := it.Object.Key
+		switch {
+		case key == "" || it.Object.IsPrefix:
+			// the object at the prefix itself (a "prefix/" marker): the root
+		case reserved(key):
+			p.invalid = append(p.invalid, fmt.Errorf("%w %q: %s is ferry load's work directory", ErrReservedKey, key, WorkDir))
+		case it.Err != nil:
+			p.invalid = append(p.invalid, it.Err)
+		case it.Dir:
+			p.markers = append(p.markers, it.Object.ObjectInfo)
+			addDirs(dirs, it.Path)
+		default:
+			p.files = append(p.files, &fileItem{obj: it.Object.ObjectInfo, path: it.Path})
+			addDirs(dirs, filepath.Dir(it.Path))
+		}
+	}
+	slices.SortFunc(p.files, func(a, b *fileItem) int { return strings.Compare(a.obj.Key, b.obj.Key) })
+	for d := range dirs {
+		p.dirs = append(p.dirs, d)
+	}
+	slices.Sort(p.dirs)
+	return p, nil
+}
+
+// addDirs adds dir and its parents (not the root) to set.
+func addDirs(set map[string]bool, dir string) {
+	for dir != "." && dir != "" && !set[dir] {
+		set[dir] = true
+		dir = filepath.Dir(dir)
+	}
+}
+
+// checkManifest lists the store and checks that every object of the
+// manifest is there at the recorded size and version. It returns the
+// manifest's objects, pinned to the recorded version and completed with
+// what the listing knows, in ascending key order; or an error wrapping
+// ErrSnapshotChanged that names every missing or changed key.
+func (r *runner) checkManifest(ctx context.Context) ([]backends.ObjectInfo, error) {
+	want := map[string]ManifestObject{}
+	for _, o := range r.opts.Manifest.Objects {
+		want[o.Key] = o
+	}
+	listed := map[string]backends.ObjectInfo{}
+	for e, err := range r.b.List(ctx, "") {
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", r.b, err)
+		}
+		if _, ok := want[e.Key]; ok {
+			listed[e.Key] = e.ObjectInfo
+		}
+	}
+	var objs []backends.ObjectInfo
+	var bad []error
+	for _, o := range r.opts.Manifest.Objects {
+		cur, ok := listed[o.Key]
+		switch {
+		case !ok:
+			bad = append(bad, fmt.Errorf("%q: not in the store any more", o.Key))
+			continue
+		case cur.Size != o.Size, !cur.Version.IsZero() && !o.Version.IsZero() && !sameVersion(cur.Version, o.Version):
+			bad = append(bad, fmt.Errorf("%q: changed since the manifest (now version %s, %d bytes; manifest %s, %d bytes)",
+				o.Key, cur.Version, cur.Size, o.Version, o.Size))
+			continue
+		case !sameSums(cur.Checksums, o.Checksums):
+			bad = append(bad, fmt.Errorf("%q: changed since the manifest (checksums differ)", o.Key))
+			continue
+		}
+		cur.Version = mergeVersion(cur.Version, o.Version)
+		if cur.Checksums.IsZero() {
+			cur.Checksums = o.Checksums
+		}
+		objs = append(objs, cur)
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("%w: %w", ErrSnapshotChanged, errors.Join(bad...))
+	}
+	slices.SortFunc(objs, func(a, b backends.ObjectInfo) int { return strings.Compare(a.Key, b.Key) })
+	return objs, nil
+}
+
+// sameSums reports whether two sets of checksums agree wherever both know
+// the same checksum.
+func sameSums(a, b backends.Checksums) bool {
+	if len(a.MD5) > 0 && len(b.MD5) > 0 && string(a.MD5) != string(b.MD5) {
+		return false
+	}
+	return len(a.CRC32C) == 0 || len(b.CRC32C) == 0 || string(a.CRC32C) == string(b.CRC32C)
+}
+
+// dirAction is what a directory of the plan needs.
+type dirAction int
+
+const (
+	dirOK      dirAction = iota
+	dirCreate            // missing
+	dirReplace           // a symlink, or (with Delete) a file, is in the way
+	dirBlocked           // a file is in the way and Delete is off
+)
+
+// scanDirs decides each planned directory's action.
+func (r *runner) scanDirs(dirs []string) map[string]dirAction {
+	acts := make(map[string]dirAction, len(dirs))
+	for _, d := range dirs {
+		if r.root == nil || underAction(acts, d) {
+			acts[d] = dirCreate
+			continue
+		}
+		fi, err := r.root.Lstat(d)
+		switch {
+		case err != nil:
+			acts[d] = dirCreate
+		case fi.IsDir():
+			acts[d] = dirOK
+		case fi.Mode()&fs.ModeSymlink != 0 || r.opts.Delete:
+			acts[d] = dirReplace
+		default:
+			acts[d] = dirBlocked
+		}
+	}
+	return acts
+}
+
+// underAction reports whether a parent of d is to be created or replaced
+// (so d cannot exist yet) or is blocked.
+func underAction(acts map[string]dirAction, d string) bool {
+	for p := filepath.Dir(d); p != "." && p != "/"; p = filepath.Dir(p) {
+		if a, ok := acts[p]; ok && a != dirOK {
+			return true
+		}
+	}
+	return false
+}
+
+// blockedBy returns the blocked directory above path, or "".
+func blockedBy(acts map[string]dirAction, path string) string {
+	for p := filepath.Dir(path); p != "." && p != "/"; p = filepath.Dir(p) {
+		if acts[p] == dirBlocked {
+			return p
+		}
+	}
+	return ""
+}
+
+// scanFiles compares every file of the plan with the destination and sets
+// its reason ("" when up to date).
+func (r *runner) scanFiles(files []*fileItem, acts map[string]dirAction) error {
+	for _, it := range files {
+		if r.root == nil || underAction(acts, it.path) {
+			it.reason = "missing"
+			continue
+		}
+		st, err := readState(r.root, r.dir, it.path, r.xattrs.Load())
+		if err != nil {
+			return err
+		}
+		it.reason = staleReason(st, it.obj)
+		if it.reason == "" {
+			it.rec = st.rec
+			if it.rec == nil { // no xattrs: what the listing says
+				it.rec = &record{Version: it.obj.Version, Size: it.obj.Size, Checksums: it.obj.Checksums}
+			}
+		}
+	}
+	return nil
+}
+
+// makeDirs creates or replaces the planned directories. It returns, as
+// failures, the directories a file blocks (the topmost of each blocked
+// tree; the files beneath fail on their own).
+func (r *runner) makeDirs(dirs []string, acts map[string]dirAction) ([]error, error) {
+	var blocked []error
+	for _, d := range dirs {
+		switch acts[d] {
+		case dirBlocked:
+			if blockedBy(acts, d) == "" {
+				blocked = append(blocked, fmt.Errorf("%s: a file is in the way of this directory (--delete replaces it)", d))
+			}
+		case dirReplace:
+			if err := r.root.RemoveAll(d); err != nil {
+				return nil, err
+			}
+			fallthrough
+		case dirCreate:
+			if blockedBy(acts, d) != "" {
+				continue
+			}
+			if err := r.root.Mkdir(d, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+				return nil, err
+			}
+		}
+	}
+	return blocked, nil
+}
+
+// prune removes, with Delete, every entry of the destination that the plan
+// does not name (the work directory excepted). It returns the relative
+// paths removed, or in a dry run the paths it would remove.
+func (r *runner) prune(p *plan, dryRun bool) ([]string, error) {
+	if r.root == nil {
+		return nil, nil
+	}
+	keep := make(map[string]bool, len(p.files)+len(p.dirs))
+	for _, it := range p.files {
+		keep[it.path] = true
+	}
+	for _, d := range p.dirs {
+		keep[d] = true
+	}
+	var gone []string
+	err := fs.WalkDir(r.root.FS(), ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel := filepath.FromSlash(name)
+		switch {
+		case name == ".":
+			return nil
+		case name == WorkDir:
+			return fs.SkipDir
+		case keep[rel]:
+			return nil
+		}
+		gone = append(gone, rel)
+		if !dryRun {
+			if err := r.root.RemoveAll(rel); err != nil {
+				return err
+			}
+		}
+		if d.IsDir() {
+			return fs.SkipDir
+		}
+		return nil
+	})
+	return gone, err
+}
+
+// loaded lists what the destination holds after the run (markers, and the
+// files that are up to date or were fetched) in ascending key order.
+func (p *plan) loaded() iter.Seq[ManifestObject] {
+	return func(yield func(ManifestObject) bool) {
+		objs := make([]ManifestObject, 0, len(p.markers)+len(p.files))
+		for _, m := range p.markers {
+			objs = append(objs, ManifestObject{Key: m.Key, Size: m.Size, Version: m.Version, Checksums: m.Checksums})
+		}
+		for _, it := range p.files {
+			if it.rec == nil {
+				continue
+			}
+			objs = append(objs, ManifestObject{Key: it.obj.Key, Size: it.rec.Size, Version: it.rec.Version, Checksums: it.rec.Checksums})
+		}
+		slices.SortFunc(objs, func(a, b ManifestObject) int { return strings.Compare(a.Key, b.Key) })
+		for _, o := range objs {
+			if !yield(o) {
+				return
+			}
+		}
+	}
+}
