@@ -103,7 +103,7 @@ func buildImages(t *testing.T) string {
 		}
 		write(filepath.Join("images", f), src, mode)
 	}
-	out, err := docker(t, "build", "-q", "-f", "images/Dockerfile", "--target", "prebuilt",
+	out, err := docker(t, "build", "-q", "-f", filepath.Join(ctxDir, "images", "Dockerfile"), "--target", "prebuilt",
 		"--build-arg", "BASE_IMAGE="+base, "-t", image, ctxDir)
 	if err != nil {
 		t.Fatalf("build ferry image: %v\n%s", err, out)
