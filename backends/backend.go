@@ -57,8 +57,9 @@ type Backend interface {
 	//   - length == 0 yields an empty body when offset <= Size.
 	//   - A missing key returns ErrNotExist.
 	//   - With opts.IfVersion set, the read fails with ErrPrecondition unless
-	//     the object's current version equals it; the body then never holds
-	//     bytes of another version.
+	//     the object's current version equals it (or, with opts.Exact, the
+	//     store still holds that version: see ReadOptions); the body then
+	//     never holds bytes of another version.
 	//
 	// The caller must Close the body. Errors while reading the body are
 	// returned by Read and match the same sentinels where they apply.
@@ -200,6 +201,27 @@ type ReadOptions struct {
 	// GetRange). Drivers compare the fields the store supports for
 	// conditions: ETag on s3, az and local, ID (generation) on gcs.
 	IfVersion Version
+
+	// Exact, with IfVersion.ID set, reads exactly that version (the s3
+	// version id, the gcs generation) even when it is no longer the
+	// object's current one, on stores that keep old versions (a versioned
+	// s3 bucket, a gcs bucket with object versioning). The returned
+	// ObjectInfo then describes that version, and its Version.ID is
+	// IfVersion.ID. A version the store does not hold (never this key's,
+	// or not kept: the object was replaced or deleted on a bucket that
+	// keeps no old versions, or the old version was removed) fails with
+	// ErrPrecondition, never ErrNotExist. IfVersion.ID alone names
+	// the version; drivers whose read response reports the ETag (s3) also
+	// fail with ErrPrecondition when a non-empty IfVersion.ETag is not that
+	// version's. Reading an old s3 version needs the s3:GetObjectVersion
+	// permission.
+	//
+	// Exact without IfVersion.ID changes nothing: the read is pinned (or
+	// not) as without it. Stores without version ids (az, local) ignore
+	// Exact: their reads stay pinned to IfVersion.ETag, the current
+	// content only. With Exact false every read behaves as documented
+	// above.
+	Exact bool
 }
 
 // PutOptions tune Put and CreateUpload.

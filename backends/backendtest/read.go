@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/ferryio/ferry/backends"
@@ -14,6 +15,8 @@ func readCases() []testCase {
 		{"Read/Ranges", testRanges},
 		{"Read/StatMissing", testStatMissing},
 		{"Read/VersionPinned", testVersionPinned},
+		{"Read/ExactCurrentOnly", testExactCurrentOnly},
+		{"Read/ExactVersion", testExactVersion},
 	}
 }
 
@@ -162,6 +165,126 @@ func testVersionPinned(t *testing.T, s suite) {
 	_, _, err = tryRead(ctx, b, "v/obj", 0, -1, backends.ReadOptions{IfVersion: st2.Version})
 	if !errors.Is(err, backends.ErrPrecondition) && !errors.Is(err, backends.ErrNotExist) {
 		t.Fatalf("GetRange pinned to a deleted object: %v, want ErrPrecondition or ErrNotExist", err)
+	}
+}
+
+// testExactCurrentOnly checks ReadOptions.Exact on a bucket as open gives
+// it, which keeps no old versions (see Run): the current version reads as
+// it does without Exact, and a replaced version fails with ErrPrecondition,
+// whether the store has version ids (s3 has none on such a bucket, gcs
+// has generations) or ignores Exact (az, local: pinned by ETag).
+func testExactCurrentOnly(t *testing.T, s suite) {
+	b := s.newStore(t)
+	ctx := t.Context()
+	v1, v2 := pattern(3000, 5), pattern(3000, 6)
+	put(t, b, "e/obj", v1, backends.PutOptions{})
+	st1, err := b.Stat(ctx, "e/obj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, b, "e/obj", v2, backends.PutOptions{})
+	st2, err := b.Stat(ctx, "e/obj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, info := readRange(t, b, "e/obj", 0, -1, backends.ReadOptions{IfVersion: st2.Version, Exact: true})
+	if !bytes.Equal(got, v2) || info.Version != st2.Version {
+		t.Fatalf("Exact read of the current version: %d bytes (want v2: %v), version %v, Stat says %v",
+			len(got), bytes.Equal(got, v2), info.Version, st2.Version)
+	}
+	got, _ = readRange(t, b, "e/obj", 10, 20, backends.ReadOptions{Exact: true})
+	if !bytes.Equal(got, v2[10:30]) {
+		t.Fatal("Exact without IfVersion did not read the current bytes")
+	}
+	_, _, err = tryRead(ctx, b, "e/obj", 0, -1, backends.ReadOptions{IfVersion: st1.Version, Exact: true})
+	wantKind(t, "Exact read of a replaced version on a store that keeps no old versions", err, backends.ErrPrecondition)
+	_, _, err = tryRead(ctx, b, "e/obj", 0, 0, backends.ReadOptions{IfVersion: st1.Version, Exact: true})
+	wantKind(t, "zero-length Exact read of a replaced version", err, backends.ErrPrecondition)
+}
+
+// testExactVersion checks ReadOptions.Exact on a bucket that keeps old
+// versions (Caps.OpenVersioned): a replaced version reads with its own
+// bytes and attributes, whole, ranged and empty, and so does the current
+// one; without Exact the same pin fails; an id that is not this key's and
+// a key that never existed fail with ErrPrecondition; versions survive the
+// object's deletion.
+func testExactVersion(t *testing.T, s suite) {
+	if s.caps.OpenVersioned == nil {
+		t.Skip("the store keeps no old versions (Caps.OpenVersioned is nil)")
+	}
+	b := s.newVersionedStore(t)
+	ctx := t.Context()
+	const size = 5000
+	v1, v2 := pattern(size, 7), pattern(size, 8)
+	stat := func(key string) backends.ObjectInfo {
+		t.Helper()
+		st, err := b.Stat(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	put(t, b, "x/obj", v1, backends.PutOptions{Metadata: map[string]string{"which": "one"}})
+	st1 := stat("x/obj")
+	put(t, b, "x/obj", v2, backends.PutOptions{Metadata: map[string]string{"which": "two"}})
+	st2 := stat("x/obj")
+	if st1.Version.ID == "" || st2.Version.ID == "" || st1.Version.ID == st2.Version.ID {
+		t.Fatalf("versions %v and %v: a store that keeps versions must give each its own ID", st1.Version, st2.Version)
+	}
+	exact := func(v backends.Version) backends.ReadOptions { return backends.ReadOptions{IfVersion: v, Exact: true} }
+	check := func(what string, v backends.Version, want []byte, meta string) {
+		t.Helper()
+		got, info := readRange(t, b, "x/obj", 0, -1, exact(v))
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s: whole read returned %d other bytes", what, len(got))
+		}
+		if info.Key != "x/obj" || info.Size != size || info.Version.ID != v.ID || info.Metadata["which"] != meta {
+			t.Fatalf("%s: info %+v, want key x/obj, size %d, version id %s, metadata which=%s", what, info, size, v.ID, meta)
+		}
+		if got, info = readRange(t, b, "x/obj", 1000, 2000, exact(v)); !bytes.Equal(got, want[1000:3000]) || info.Size != size {
+			t.Fatalf("%s: ranged read returned %d bytes (right ones: %v), info.Size %d", what, len(got), bytes.Equal(got, want[1000:3000]), info.Size)
+		}
+		if got, info = readRange(t, b, "x/obj", 0, 0, exact(v)); len(got) != 0 || info.Size != size || info.Version.ID != v.ID {
+			t.Fatalf("%s: zero-length read: %d bytes, info %+v", what, len(got), info)
+		}
+		if got, _ = readRange(t, b, "x/obj", size, -1, exact(v)); len(got) != 0 {
+			t.Fatalf("%s: read at the end returned %d bytes", what, len(got))
+		}
+		_, _, err := tryRead(ctx, b, "x/obj", size+1, -1, exact(v))
+		wantKind(t, what+": read beyond the end", err, backends.ErrInvalidRange)
+	}
+	check("replaced version by its ID", backends.Version{ID: st1.Version.ID}, v1, "one")
+	check("replaced version by its whole Version", st1.Version, v1, "one")
+	check("current version", st2.Version, v2, "two")
+
+	// Only Exact reaches a version that is not current.
+	_, _, err := tryRead(ctx, b, "x/obj", 0, -1, backends.ReadOptions{IfVersion: st1.Version})
+	wantKind(t, "read pinned to the replaced version without Exact", err, backends.ErrPrecondition)
+	if got, _ := readRange(t, b, "x/obj", 0, -1, backends.ReadOptions{Exact: true}); !bytes.Equal(got, v2) {
+		t.Fatal("Exact without IfVersion did not read the current bytes")
+	}
+
+	// Versions the key does not have: another key's, and any on a key that
+	// never existed.
+	put(t, b, "x/other", []byte("other"), backends.PutOptions{})
+	other := stat("x/other")
+	for _, n := range []int64{-1, 10, 0} {
+		_, _, err = tryRead(ctx, b, "x/obj", 0, n, exact(backends.Version{ID: other.Version.ID}))
+		wantKind(t, fmt.Sprintf("Exact read (0, %d) of another key's version id", n), err, backends.ErrPrecondition)
+		_, _, err = tryRead(ctx, b, "x/never", 0, n, exact(st1.Version))
+		wantKind(t, fmt.Sprintf("Exact read (0, %d) of a key that never existed", n), err, backends.ErrPrecondition)
+	}
+
+	// Deleting the object keeps its versions on such a bucket.
+	if err := b.Delete(ctx, "x/obj"); err != nil {
+		t.Fatal(err)
+	}
+	wantMissing(t, b, "x/obj")
+	if got, _ := readRange(t, b, "x/obj", 0, -1, exact(st1.Version)); !bytes.Equal(got, v1) {
+		t.Fatal("Exact read of a version of a deleted object returned other bytes")
+	}
+	if got, _ := readRange(t, b, "x/obj", 0, -1, exact(st2.Version)); !bytes.Equal(got, v2) {
+		t.Fatal("Exact read of the last version of a deleted object returned other bytes")
 	}
 }
 

@@ -52,15 +52,24 @@ type Caps struct {
 	// keeps uncommitted blocks per blob and expires them itself). The
 	// resume case then finds its upload only through the saved JSON.
 	NoUploadListing bool
+
+	// OpenVersioned, when set, returns a backend over a fresh, empty
+	// bucket that keeps old versions of replaced and deleted objects (a
+	// versioned s3 bucket, a gcs bucket with object versioning), with its
+	// own cleanup, like open. The case Read/ExactVersion needs it and is
+	// skipped when it is nil (stores without version ids: az, local).
+	OpenVersioned func(t *testing.T) backends.Backend
 }
 
 // Run runs the whole suite against backends made by open, which must return
-// a backend over a fresh, empty bucket (or container, or directory) each
-// call, and register its own cleanup with t.Cleanup. Run runs every case
+// a backend over a fresh, empty bucket (or container, or directory) that
+// keeps no old versions of replaced objects, each call, and register its
+// own cleanup with t.Cleanup. Run runs every case
 // twice: directly (subtest "direct") and through prefix.New(b, Prefix)
-// (subtest "prefixed"). Cases run one after another; open is called once
-// per case, from inside the case's subtest (t.Name() ends with the case
-// name, e.g. "direct/List/Order"), never concurrently.
+// (subtest "prefixed"). Cases run one after another; open (for
+// Read/ExactVersion: Caps.OpenVersioned) is called once per case, from
+// inside the case's subtest (t.Name() ends with the case name, e.g.
+// "direct/List/Order"), never concurrently.
 func Run(t *testing.T, open func(t *testing.T) backends.Backend, caps Caps) {
 	t.Run("direct", func(t *testing.T) {
 		runCases(t, suite{open: open, caps: caps})
@@ -105,6 +114,17 @@ func (s suite) newStore(t *testing.T) *store {
 		return prefix.New(fresh, s.prefix)
 	}
 	return st
+}
+
+// newVersionedStore opens a fresh bucket that keeps old versions through
+// Caps.OpenVersioned, which must be set, seen through the run's prefix.
+func (s suite) newVersionedStore(t *testing.T) backends.Backend {
+	t.Helper()
+	raw := s.caps.OpenVersioned(t)
+	if raw == nil {
+		t.Fatal("Caps.OpenVersioned returned a nil backend")
+	}
+	return prefix.New(raw, s.prefix)
 }
 
 // testCase is one named case of the suite.

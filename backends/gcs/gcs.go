@@ -214,6 +214,12 @@ func (b *Backend) delete(ctx context.Context, key string) error {
 //   - Pinned by ETag only, zero length, and reads that start at or beyond
 //     the end (which the server refuses with 416) are answered from the
 //     attributes first.
+//   - Exact (opts.Exact with IfVersion.ID): as pinned, but the request
+//     names the generation instead of a precondition on the live object,
+//     so a noncurrent generation of a versioned bucket is served. The
+//     served generation is checked all the same; a generation the bucket
+//     does not hold is ErrPrecondition. IfVersion.ETag is not compared
+//     (the response does not carry it; the generation names the content).
 func (b *Backend) GetRange(ctx context.Context, key string, offset, length int64, opts backends.ReadOptions) (io.ReadCloser, backends.ObjectInfo, error) {
 	if err := checkKey(key); err != nil {
 		return nil, backends.ObjectInfo{}, b.fail(ctx, "get", key, err)
@@ -230,13 +236,14 @@ func (b *Backend) GetRange(ctx context.Context, key string, offset, length int64
 		}
 		gen = g
 	}
+	exact := opts.Exact && gen >= 0
 	if length == 0 || (gen < 0 && want.ETag != "") {
-		return b.getByAttrs(ctx, key, offset, length, want)
+		return b.getByAttrs(ctx, key, offset, length, want, exact)
 	}
-	r, err := b.openReader(ctx, key, offset, length, gen)
+	r, err := b.openReader(ctx, key, offset, length, gen, exact)
 	var ge *googleapi.Error
 	if errors.As(err, &ge) && ge.Code == http.StatusRequestedRangeNotSatisfiable {
-		return b.getByAttrs(ctx, key, offset, length, want)
+		return b.getByAttrs(ctx, key, offset, length, want, exact)
 	}
 	if err != nil {
 		return nil, backends.ObjectInfo{}, err
@@ -275,14 +282,20 @@ func (b *Backend) GetRange(ctx context.Context, key string, offset, length int64
 }
 
 // getByAttrs is GetRange by attributes first, then the bytes pinned to
-// their generation.
-func (b *Backend) getByAttrs(ctx context.Context, key string, offset, length int64, want backends.Version) (io.ReadCloser, backends.ObjectInfo, error) {
-	attrs, err := b.bucket.Object(key).Attrs(ctx)
+// their generation. With exact the attributes are those of the generation
+// want.ID names, current or not.
+func (b *Backend) getByAttrs(ctx context.Context, key string, offset, length int64, want backends.Version, exact bool) (io.ReadCloser, backends.ObjectInfo, error) {
+	obj := b.bucket.Object(key)
+	if exact {
+		gen, _ := strconv.ParseInt(want.ID, 10, 64) // parsed by GetRange
+		obj = obj.Generation(gen)
+	}
+	attrs, err := obj.Attrs(ctx)
 	if err != nil {
-		return nil, backends.ObjectInfo{}, b.fail(ctx, "get", key, err)
+		return nil, backends.ObjectInfo{}, b.exactErr(ctx, "get", key, exact, err)
 	}
 	info := toInfo(attrs)
-	if (want.ID != "" && want.ID != info.Version.ID) || (want.ETag != "" && want.ETag != info.Version.ETag) {
+	if (want.ID != "" && want.ID != info.Version.ID) || (!exact && want.ETag != "" && want.ETag != info.Version.ETag) {
 		return nil, backends.ObjectInfo{}, b.fail(ctx, "get", key, errKind(backends.ErrPrecondition, "have %s, want %s", info.Version, want))
 	}
 	if offset > info.Size {
@@ -291,7 +304,7 @@ func (b *Backend) getByAttrs(ctx context.Context, key string, offset, length int
 	if offset == info.Size || length == 0 {
 		return io.NopCloser(strings.NewReader("")), info, nil
 	}
-	r, err := b.openReader(ctx, key, offset, length, attrs.Generation)
+	r, err := b.openReader(ctx, key, offset, length, attrs.Generation, exact)
 	if err != nil {
 		return nil, backends.ObjectInfo{}, err
 	}
@@ -299,16 +312,20 @@ func (b *Backend) getByAttrs(ctx context.Context, key string, offset, length int
 }
 
 // openReader opens a ranged read. With gen >= 0 it only succeeds on that
-// generation: the server checks the precondition and the generation it
-// reports is checked again here.
-func (b *Backend) openReader(ctx context.Context, key string, offset, length, gen int64) (*storage.Reader, error) {
+// generation: the server checks the precondition (with exact: reads that
+// generation, live or not) and the generation it reports is checked again
+// here.
+func (b *Backend) openReader(ctx context.Context, key string, offset, length, gen int64, exact bool) (*storage.Reader, error) {
 	obj := b.bucket.Object(key)
-	if gen >= 0 {
+	switch {
+	case exact:
+		obj = obj.Generation(gen)
+	case gen >= 0:
 		obj = obj.If(storage.Conditions{GenerationMatch: gen})
 	}
 	r, err := obj.NewRangeReader(ctx, offset, length, storage.WithDisableReaderChecksum())
 	if err != nil {
-		return nil, b.fail(ctx, "get", key, err)
+		return nil, b.exactErr(ctx, "get", key, exact, err)
 	}
 	if gen >= 0 && r.Attrs.Generation != gen {
 		r.Close()
@@ -422,6 +439,16 @@ func (b *Backend) fail(ctx context.Context, op, key string, err error) error {
 		err = fmt.Errorf("%w: %w", cerr, err)
 	}
 	return backends.Errorf(op, b.String(), key, kindOf(op, err), err)
+}
+
+// exactErr is fail, except that for an exact read a missing object means
+// the store does not hold the generation asked for: ErrPrecondition.
+func (b *Backend) exactErr(ctx context.Context, op, key string, exact bool, err error) error {
+	ferr := b.fail(ctx, op, key, err)
+	if exact && errors.Is(ferr, backends.ErrNotExist) && ctx.Err() == nil {
+		return backends.Errorf(op, b.String(), key, backends.ErrPrecondition, err)
+	}
+	return ferr
 }
 
 // errKind makes a cause of the given kind; fail completes it.

@@ -62,6 +62,9 @@ func TestConformance(t *testing.T) {
 		Reopen: func(t *testing.T, b backends.Backend) backends.Backend {
 			return open(t, strings.TrimPrefix(b.String(), "gs://"))
 		},
+		OpenVersioned: func(t *testing.T) backends.Backend {
+			return open(t, newBucket(t, true))
+		},
 	})
 }
 

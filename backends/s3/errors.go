@@ -76,3 +76,26 @@ func (b *Backend) wrap(ctx context.Context, op, key string, err error) error {
 func (b *Backend) wrapAs(op, key string, kind, err error) error {
 	return backends.Errorf(op, b.String(), key, kind, err)
 }
+
+// noSuchVersion reports whether err is S3 refusing a read by version id
+// because it has no such version to serve: the id names a delete marker
+// (405 MethodNotAllowed) or is not an id the store can parse (400
+// InvalidArgument; a read by version id has no other argument to refuse).
+// Missing versions (NoSuchVersion) already map to ErrNotExist.
+func noSuchVersion(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "MethodNotAllowed", "InvalidArgument":
+			return true
+		}
+	}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		switch re.HTTPStatusCode() {
+		case http.StatusMethodNotAllowed, http.StatusBadRequest:
+			return true
+		}
+	}
+	return false
+}

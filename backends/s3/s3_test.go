@@ -16,6 +16,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/ferryio/ferry/backends"
 	"github.com/ferryio/ferry/backends/backendtest"
 	"github.com/ferryio/ferry/integration/testenv"
@@ -238,6 +241,27 @@ func TestVersionedBucket(t *testing.T) {
 	// A Version with only an ID reads that version, replaced or not.
 	if got, gi, err := read(t, b, "k", 0, -1, backends.ReadOptions{IfVersion: backends.Version{ID: p1.Version.ID}}); err != nil || string(got) != "first" || gi.Version != p1.Version {
 		t.Errorf("read by version id = %q, %+v, %v", got, gi.Version, err)
+	}
+}
+
+// TestExactRefusedVersions checks that reads by version id (Exact) that S3
+// refuses for want of the version, rather than with NoSuchVersion, are
+// ErrPrecondition: an id S3 cannot parse (400) and the id of a delete
+// marker (405).
+func TestExactRefusedVersions(t *testing.T) {
+	b := open(t, newBucket(t, true))
+	put(t, b, "k", []byte("data"))
+	del, err := b.client.DeleteObject(t.Context(), &s3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: aws.String("k")})
+	if err != nil || aws.ToString(del.VersionId) == "" || !aws.ToBool(del.DeleteMarker) {
+		t.Fatalf("delete on a versioned bucket: %+v, %v; want a delete marker with a version id", del, err)
+	}
+	for _, id := range []string{"not-a-version-id", aws.ToString(del.VersionId)} {
+		for _, n := range []int64{-1, 2, 0} {
+			_, _, err := read(t, b, "k", 0, n, backends.ReadOptions{IfVersion: backends.Version{ID: id}, Exact: true})
+			if !errors.Is(err, backends.ErrPrecondition) {
+				t.Errorf("Exact read (0, %d) of version %q: %v, want ErrPrecondition", n, id, err)
+			}
+		}
 	}
 }
 
@@ -600,6 +624,9 @@ func TestConformance(t *testing.T) {
 		RawKeys: true,
 		Reopen: func(t *testing.T, b backends.Backend) backends.Backend {
 			return open(t, b.(*Backend).bucket)
+		},
+		OpenVersioned: func(t *testing.T) backends.Backend {
+			return open(t, newBucket(t, true))
 		},
 	})
 }

@@ -61,8 +61,11 @@ func (f *loadFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print what would be fetched, repaired or deleted, change nothing (exit 4 when there is something)")
 	fs.BoolVar(&f.delete, "delete", false, "delete local files and directories that are not in the store")
 	fs.BoolVar(&f.skipInvalidKeys, "skip-invalid-keys", false, "keys that cannot be mapped to safe file names are reported but do not fail the run (exit 0, not 3)")
-	fs.StringVar(&f.manifest, "manifest", "", "load exactly the snapshot this manifest describes; fail naming any object that changed")
-	fs.StringVar(&f.manifestOut, "manifest-out", "", "write a manifest of what was loaded (key, size, version, checksums) to this file and print its digest")
+	fs.StringVar(&f.manifest, "manifest", "",
+		"load exactly the snapshot this manifest describes: objects changed since are read at their recorded version where the store "+
+			"keeps versions (versioned S3 bucket, GCS object versioning), else the run fails naming them and loads nothing")
+	fs.StringVar(&f.manifestOut, "manifest-out", "",
+		"write a manifest of what was loaded (key, size, version and version id, checksums) to this file and print its digest")
 }
 
 func (f *loadFlags) run(ctx context.Context, args []string, out io.Writer) error {

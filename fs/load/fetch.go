@@ -28,6 +28,9 @@ type fileItem struct {
 	path   string              // relative destination path
 	reason string              // why it is fetched ("missing", ...); "" when up to date
 	rec    *record             // what the file holds once loaded (or already held)
+	// exact: replay of an object changed since the manifest; every read
+	// asks for obj.Version with backends.ReadOptions.Exact (see replay.go).
+	exact bool
 }
 
 // fetch materialises one object, retrying once from scratch after a
@@ -43,6 +46,9 @@ func (r *runner) fetch(ctx context.Context, it *fileItem, workers int) error {
 		if err == nil {
 			it.rec = &rec
 			return nil
+		}
+		if it.exact && errors.Is(err, backends.ErrPrecondition) {
+			return fmt.Errorf("%w: version %s: %w", ErrSnapshotChanged, info.Version, err)
 		}
 		if ctx.Err() != nil || attempt == 2 {
 			return err
@@ -84,14 +90,14 @@ func (r *runner) fetchOnce(ctx context.Context, it *fileItem, info backends.Obje
 	// checksums, version id), which a listing may lack.
 	var attrs *backends.ObjectInfo
 	if size == 0 || (nparts >= 2 && info.Checksums.IsZero()) {
-		st, err := r.stat(ctx, info)
+		st, err := r.stat(ctx, info, it.exact)
 		if err != nil {
 			return record{}, err
 		}
 		attrs = &st
 		info.Checksums = st.Checksums
 	}
-	capt := &capture{Backend: r.b}
+	capt := &capture{Backend: r.b, exact: it.exact}
 	obj := objread.Open(capt, info, r.readOpts(workers, size))
 
 	done := map[int]bool{}
@@ -168,7 +174,7 @@ func (r *runner) fetchOnce(ctx context.Context, it *fileItem, info backends.Obje
 		if served, ok := capt.served(); ok {
 			attrs = &served
 		} else {
-			st, err := r.stat(ctx, info) // every part was already here
+			st, err := r.stat(ctx, info, it.exact) // every part was already here
 			if err != nil {
 				return record{}, err
 			}
@@ -215,9 +221,16 @@ func (r *runner) readOpts(workers int, size int64) objread.Options {
 }
 
 // stat asks the store for the object's attributes and checks that it is
-// still the listed version.
-func (r *runner) stat(ctx context.Context, info backends.ObjectInfo) (backends.ObjectInfo, error) {
-	st, err := r.b.Stat(ctx, info.Key)
+// still the listed version; with exact, for the attributes of exactly
+// info.Version, current or not (see exactInfo).
+func (r *runner) stat(ctx context.Context, info backends.ObjectInfo, exact bool) (backends.ObjectInfo, error) {
+	var st backends.ObjectInfo
+	var err error
+	if exact {
+		st, err = r.exactInfo(ctx, info)
+	} else {
+		st, err = r.b.Stat(ctx, info.Key)
+	}
 	if err != nil {
 		return st, err
 	}
@@ -341,14 +354,17 @@ func fdatasync(f *os.File) error {
 
 // capture is a backend seen by objread that remembers the first GET
 // response's attributes (user metadata, checksums, version id), so that no
-// Stat is needed for them.
+// Stat is needed for them. With exact it adds backends.ReadOptions.Exact to
+// every read, which objread pins to the item's version.
 type capture struct {
 	backends.Backend
-	mu   sync.Mutex
-	info *backends.ObjectInfo // GUARDED_BY(mu)
+	exact bool
+	mu    sync.Mutex
+	info  *backends.ObjectInfo // GUARDED_BY(mu)
 }
 
 func (c *capture) GetRange(ctx context.Context, key string, off, n int64, opts backends.ReadOptions) (io.ReadCloser, backends.ObjectInfo, error) {
+	opts.Exact = opts.Exact || c.exact
 	rc, info, err := c.Backend.GetRange(ctx, key, off, n, opts)
 	if err == nil {
 		c.mu.Lock()

@@ -74,14 +74,23 @@
 // # Snapshots
 //
 // Result.Loaded is a Manifest of what the destination holds (key, size,
-// version, checksums); WriteManifest saves it and gives its digest. With
-// Options.Manifest, Run loads exactly that snapshot: every object must
-// still be listed at the recorded size and version (else ErrSnapshotChanged
-// names each changed key and nothing is fetched), reads are pinned to the
-// recorded version, and keys the manifest does not name are ignored. The
-// backend contract reads current versions only, so a store that keeps old
-// versions (S3 versioning, GCS generations) cannot yet serve a replaced
-// object's recorded version: the run fails naming it, as on other stores.
+// version, checksums); WriteManifest saves it and gives its digest. Its
+// version ids are those of the versions the files hold: for a file fetched
+// in the run, the GET (or HEAD) response's, which on a versioned S3 bucket
+// carries the version id that S3 listings lack; for a file already up to
+// date, its record's (which keeps that id from the run that fetched it).
+// An entry has no version id when the store has none (unversioned S3
+// buckets, az, local), and on S3 also when the file was up to date on a
+// filesystem without user extended attributes (then only the listing,
+// which has no ids, is known).
+//
+// With Options.Manifest, Run loads exactly that snapshot (keys it does not
+// name are ignored): an object changed or gone since is read at its
+// recorded version id (backends.ReadOptions.Exact) where the store keeps
+// that version; with no id, or a version the store no longer holds, the
+// run fails with ErrSnapshotChanged naming each such key before anything
+// is fetched or deleted. Details in replay.go. A re-run over a destination
+// that holds the snapshot costs the listing only.
 //
 // # Dry run
 //
@@ -133,7 +142,11 @@ var (
 	// ErrChanges: a dry run found work to do.
 	ErrChanges = errors.New("the destination is not up to date")
 	// ErrSnapshotChanged: in replay, objects of the manifest are gone or
-	// changed in the store; nothing was loaded.
+	// changed in the store, and the store cannot serve their recorded
+	// version (the manifest has no version id, or the store no longer
+	// holds it); nothing was loaded. Should a recorded version vanish
+	// during the run, that object fails with an error matching both
+	// ErrFailed and ErrSnapshotChanged.
 	ErrSnapshotChanged = errors.New("the store no longer holds the manifest's snapshot")
 	// ErrLocked: another load is running on the destination.
 	ErrLocked = errors.New("another ferry load is running on this directory")
@@ -291,6 +304,11 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 		}
 		todo = append(todo, it)
 	}
+	if !r.opts.DryRun {
+		if err := r.probeExact(ctx, todo); err != nil {
+			return res, err
+		}
+	}
 	var gone []string
 	if r.opts.Delete {
 		if gone, err = r.prune(p, r.opts.DryRun); err != nil {
@@ -367,12 +385,15 @@ func (r *runner) dryRun(p *plan, acts map[string]dirAction, todo []*fileItem, go
 	}
 	for _, it := range todo {
 		changes++
-		verb := "fetch"
+		verb, why := "fetch", it.reason
 		if it.reason != "missing" {
 			verb = "repair"
 		}
+		if it.exact {
+			why += "; at recorded version " + it.obj.Version.String() + ", not checked in a dry run"
+		}
 		r.notify(Event{Level: slog.LevelInfo, Kind: EventWould, Key: it.obj.Key, Path: it.path, Size: it.obj.Size,
-			Msg: fmt.Sprintf("would %s %s (%d bytes, %s)", verb, it.path, it.obj.Size, it.reason)})
+			Msg: fmt.Sprintf("would %s %s (%d bytes, %s)", verb, it.path, it.obj.Size, why)})
 	}
 	res.Fetched = len(todo)
 	if changes > 0 {

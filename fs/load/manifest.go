@@ -26,7 +26,9 @@ var ErrManifest = errors.New("invalid manifest")
 // deterministic: the same snapshot always gives the same bytes, so the
 // SHA-256 of the file (Digest) identifies the snapshot, for run-time
 // provenance. Loading with a manifest (Options.Manifest) loads exactly that
-// snapshot or fails naming the keys that changed.
+// snapshot, reading objects changed since at their recorded version id
+// where the store keeps old versions, or fails naming the keys that
+// changed.
 type Manifest struct {
 	Format  string           `json:"format"`
 	Objects []ManifestObject `json:"objects"`
@@ -34,8 +36,10 @@ type Manifest struct {
 
 // ManifestObject is one object of a Manifest.
 type ManifestObject struct {
-	Key     string           `json:"key"`
-	Size    int64            `json:"size"`
+	Key  string `json:"key"`
+	Size int64  `json:"size"`
+	// Version is the version the file holds; its ID is set where the store
+	// has version ids (see the package documentation for when it is not).
 	Version backends.Version `json:"version"`
 	// Checksums are those the object was verified against (MD5 and CRC32C
 	// as base64), empty when the store has none.

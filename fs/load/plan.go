@@ -32,11 +32,13 @@ func reserved(key string) bool {
 // checking it against the listing) and maps every key through namespace.
 func (r *runner) buildPlan(ctx context.Context) (*plan, error) {
 	src := r.b.List(ctx, "")
+	var exact map[string]bool
 	if r.opts.Manifest != nil {
-		objs, err := r.checkManifest(ctx)
+		objs, ex, err := r.checkManifest(ctx)
 		if err != nil {
 			return nil, err
 		}
+		exact = ex
 		src = func(yield func(backends.Entry, error) bool) {
 			for _, o := range objs {
 				if !yield(backends.Entry{ObjectInfo: o}, nil) {
@@ -63,7 +65,7 @@ func (r *runner) buildPlan(ctx context.Context) (*plan, error) {
 			p.markers = append(p.markers, it.Object.ObjectInfo)
 			addDirs(dirs, it.Path)
 		default:
-			p.files = append(p.files, &fileItem{obj: it.Object.ObjectInfo, path: it.Path})
+			p.files = append(p.files, &fileItem{obj: it.Object.ObjectInfo, path: it.Path, exact: exact[key]})
 			addDirs(dirs, filepath.Dir(it.Path))
 		}
 	}
@@ -81,63 +83,6 @@ func addDirs(set map[string]bool, dir string) {
 		set[dir] = true
 		dir = filepath.Dir(dir)
 	}
-}
-
-// checkManifest lists the store and checks that every object of the
-// manifest is there at the recorded size and version. It returns the
-// manifest's objects, pinned to the recorded version and completed with
-// what the listing knows, in ascending key order; or an error wrapping
-// ErrSnapshotChanged that names every missing or changed key.
-func (r *runner) checkManifest(ctx context.Context) ([]backends.ObjectInfo, error) {
-	want := map[string]ManifestObject{}
-	for _, o := range r.opts.Manifest.Objects {
-		want[o.Key] = o
-	}
-	listed := map[string]backends.ObjectInfo{}
-	for e, err := range r.b.List(ctx, "") {
-		if err != nil {
-			return nil, fmt.Errorf("list %s: %w", r.b, err)
-		}
-		if _, ok := want[e.Key]; ok {
-			listed[e.Key] = e.ObjectInfo
-		}
-	}
-	var objs []backends.ObjectInfo
-	var bad []error
-	for _, o := range r.opts.Manifest.Objects {
-		cur, ok := listed[o.Key]
-		switch {
-		case !ok:
-			bad = append(bad, fmt.Errorf("%q: not in the store any more", o.Key))
-			continue
-		case cur.Size != o.Size, !cur.Version.IsZero() && !o.Version.IsZero() && !sameVersion(cur.Version, o.Version):
-			bad = append(bad, fmt.Errorf("%q: changed since the manifest (now version %s, %d bytes; manifest %s, %d bytes)",
-				o.Key, cur.Version, cur.Size, o.Version, o.Size))
-			continue
-		case !sameSums(cur.Checksums, o.Checksums):
-			bad = append(bad, fmt.Errorf("%q: changed since the manifest (checksums differ)", o.Key))
-			continue
-		}
-		cur.Version = mergeVersion(cur.Version, o.Version)
-		if cur.Checksums.IsZero() {
-			cur.Checksums = o.Checksums
-		}
-		objs = append(objs, cur)
-	}
-	if len(bad) > 0 {
-		return nil, fmt.Errorf("%w: %w", ErrSnapshotChanged, errors.Join(bad...))
-	}
-	slices.SortFunc(objs, func(a, b backends.ObjectInfo) int { return strings.Compare(a.Key, b.Key) })
-	return objs, nil
-}
-
-// sameSums reports whether two sets of checksums agree wherever both know
-// the same checksum.
-func sameSums(a, b backends.Checksums) bool {
-	if len(a.MD5) > 0 && len(b.MD5) > 0 && string(a.MD5) != string(b.MD5) {
-		return false
-	}
-	return len(a.CRC32C) == 0 || len(b.CRC32C) == 0 || string(a.CRC32C) == string(b.CRC32C)
 }
 
 // dirAction is what a directory of the plan needs.
@@ -207,6 +152,11 @@ func (r *runner) scanFiles(files []*fileItem, acts map[string]dirAction) error {
 			return err
 		}
 		it.reason = staleReason(st, it.obj)
+		if it.reason == "" && it.exact && st.rec == nil {
+			// Without a record nothing says which version the file holds,
+			// and the listing's attributes are another version's.
+			it.reason = "no record of the version it holds"
+		}
 		if it.reason == "" {
 			it.rec = st.rec
 			if it.rec == nil { // no xattrs: what the listing says
