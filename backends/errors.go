@@ -3,6 +3,7 @@ package backends
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
 // Sentinel errors. Drivers wrap the store's own error in an *Error whose
@@ -73,4 +74,22 @@ func (e *Error) Unwrap() []error {
 // cause. kind may be nil.
 func Errorf(op, store, key string, kind, cause error) error {
 	return &Error{Op: op, Store: store, Key: key, Kind: kind, Err: cause}
+}
+
+// KindForStatus maps the HTTP status codes every store shares onto the
+// sentinels: 404 ErrNotExist, 412 ErrPrecondition, 401 and 403
+// ErrPermission, 416 ErrInvalidRange; nil for any other status. Drivers
+// check their store's own error codes first and fall back to this.
+func KindForStatus(status int) error {
+	switch status {
+	case http.StatusNotFound:
+		return ErrNotExist
+	case http.StatusPreconditionFailed:
+		return ErrPrecondition
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return ErrPermission
+	case http.StatusRequestedRangeNotSatisfiable:
+		return ErrInvalidRange
+	}
+	return nil
 }

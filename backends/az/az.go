@@ -251,15 +251,5 @@ func kindOf(err error) error {
 		bloberror.AuthorizationPermissionMismatch, bloberror.InsufficientAccountPermissions:
 		return backends.ErrPermission
 	}
-	switch re.StatusCode {
-	case http.StatusNotFound:
-		return backends.ErrNotExist
-	case http.StatusPreconditionFailed:
-		return backends.ErrPrecondition
-	case http.StatusUnauthorized, http.StatusForbidden:
-		return backends.ErrPermission
-	case http.StatusRequestedRangeNotSatisfiable:
-		return backends.ErrInvalidRange
-	}
-	return nil
+	return backends.KindForStatus(re.StatusCode)
 }

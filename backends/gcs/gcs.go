@@ -474,19 +474,9 @@ func kindOf(op string, err error) error {
 	if !errors.As(err, &ge) {
 		return nil
 	}
-	switch ge.Code {
-	case http.StatusNotFound:
-		if op == "put" || op == "list" {
-			// Only the bucket can be missing for these.
-			return backends.ErrNoBucket
-		}
-		return backends.ErrNotExist
-	case http.StatusPreconditionFailed:
-		return backends.ErrPrecondition
-	case http.StatusUnauthorized, http.StatusForbidden:
-		return backends.ErrPermission
-	case http.StatusRequestedRangeNotSatisfiable:
-		return backends.ErrInvalidRange
+	if ge.Code == http.StatusNotFound && (op == "put" || op == "list") {
+		// Only the bucket can be missing for these.
+		return backends.ErrNoBucket
 	}
-	return nil
+	return backends.KindForStatus(ge.Code)
 }

@@ -41,16 +41,7 @@ func kindOf(err error) error {
 	}
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) {
-		switch re.HTTPStatusCode() {
-		case http.StatusNotFound:
-			return backends.ErrNotExist
-		case http.StatusPreconditionFailed:
-			return backends.ErrPrecondition
-		case http.StatusForbidden, http.StatusUnauthorized:
-			return backends.ErrPermission
-		case http.StatusRequestedRangeNotSatisfiable:
-			return backends.ErrInvalidRange
-		}
+		return backends.KindForStatus(re.HTTPStatusCode())
 	}
 	return nil
 }

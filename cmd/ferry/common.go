@@ -134,3 +134,33 @@ func envInt(name string, def int) (int, error) {
 	}
 	return n, nil
 }
+
+// transferFlags are the flags load and store share: requests in flight and
+// part size, with defaults from FERRY_CONCURRENCY and FERRY_PART_SIZE, and
+// the dry-run and delete switches. A malformed env default is kept in
+// envErr and reported when the command runs, as a usage error.
+type transferFlags struct {
+	concurrency    int
+	partSize       sizeFlag
+	dryRun, delete bool
+	envErr         error
+}
+
+func (t *transferFlags) register(fs *flag.FlagSet, defConcurrency int, defPartSize int64, concurrencyHelp, partSizeHelp string) {
+	conc, err := envInt("FERRY_CONCURRENCY", defConcurrency)
+	t.envErr = errors.Join(t.envErr, err)
+	t.partSize = sizeFlag(defPartSize)
+	if v, ok := os.LookupEnv("FERRY_PART_SIZE"); ok && v != "" {
+		if err := t.partSize.Set(v); err != nil {
+			t.envErr = errors.Join(t.envErr, usageErrorf("FERRY_PART_SIZE=%q: %v", v, err))
+		}
+	}
+	fs.IntVar(&t.concurrency, "concurrency", conc, concurrencyHelp)
+	fs.Var(&t.partSize, "part-size", partSizeHelp)
+}
+
+// transferEnv documents the env defaults of transferFlags.
+var transferEnv = []envDoc{
+	{"FERRY_CONCURRENCY", "default of --concurrency"},
+	{"FERRY_PART_SIZE", "default of --part-size"},
+}

@@ -17,26 +17,22 @@ import (
 // loadFlags are the flags of ferry load.
 type loadFlags struct {
 	commonFlags
-	concurrency     int
-	partSize        sizeFlag
-	dryRun, delete  bool
+	transferFlags
 	skipInvalidKeys bool
 	manifest        string
 	manifestOut     string
-	envErr          error // a malformed FERRY_* default, reported when run
 }
 
 func loadCommand() *command {
 	return &command{
-		name: "load",
-		args: "[URL DIR]",
+		name:  "load",
+		short: "materialise every object under a store prefix into a directory",
+		args:  "[URL DIR]",
 		summary: "materialise every object under a store prefix into a directory (DATA_STORE_* into DATA_DIR\n" +
 			"without arguments); idempotent, resumes after a kill, verified; exit 3: invalid keys, 4: dry-run changes",
 		env: append([]envDoc{
 			{"DATA_DIR", "the directory to fill (without arguments)"},
-			{"FERRY_CONCURRENCY", "default of --concurrency"},
-			{"FERRY_PART_SIZE", "default of --part-size"},
-		}, storeEnv...),
+		}, append(transferEnv, storeEnv...)...),
 		setup: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
 			f := &loadFlags{}
 			f.register(fs)
@@ -47,17 +43,9 @@ func loadCommand() *command {
 
 func (f *loadFlags) register(fs *flag.FlagSet) {
 	f.commonFlags.register(fs)
-	conc, err := envInt("FERRY_CONCURRENCY", load.DefaultConcurrency)
-	f.envErr = errors.Join(f.envErr, err)
-	f.partSize = sizeFlag(load.DefaultPartSize)
-	if v, ok := os.LookupEnv("FERRY_PART_SIZE"); ok && v != "" {
-		if err := f.partSize.Set(v); err != nil {
-			f.envErr = errors.Join(f.envErr, usageErrorf("FERRY_PART_SIZE=%q: %v", v, err))
-		}
-	}
-	fs.IntVar(&f.concurrency, "concurrency", conc,
-		"ranged GETs in flight at once (parts and files together); memory is about 2 x this x min(1MiB, part size)")
-	fs.Var(&f.partSize, "part-size", "size of the ranged GETs of large objects and the unit of resume (e.g. 8MiB; at least 64KiB)")
+	f.transferFlags.register(fs, load.DefaultConcurrency, load.DefaultPartSize,
+		"ranged GETs in flight at once (parts and files together); memory is about 2 x this x min(1MiB, part size)",
+		"size of the ranged GETs of large objects and the unit of resume (e.g. 8MiB; at least 64KiB)")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print what would be fetched, repaired or deleted, change nothing (exit 4 when there is something)")
 	fs.BoolVar(&f.delete, "delete", false, "delete local files and directories that are not in the store")
 	fs.BoolVar(&f.skipInvalidKeys, "skip-invalid-keys", false, "keys that cannot be mapped to safe file names are reported but do not fail the run (exit 0, not 3)")

@@ -58,6 +58,7 @@ type envDoc struct{ name, doc string }
 type command struct {
 	name    string
 	args    string // usage of positional arguments
+	short   string // one line for the command list; summary's first line when empty
 	summary string
 	env     []envDoc
 	setup   func(fs *flag.FlagSet) func(ctx context.Context, args []string, out io.Writer) error
@@ -149,7 +150,11 @@ Commands:`)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(out, "  %-8s %s\n", n, cmds[n].summary)
+		short := cmds[n].short
+		if short == "" {
+			short, _, _ = strings.Cut(cmds[n].summary, "\n")
+		}
+		fmt.Fprintf(out, "  %-8s %s\n", n, short)
 	}
 	fmt.Fprintln(out, `
 Store URLs: s3://bucket/prefix  gs://bucket/prefix  az://container/prefix  file:///abs/dir

@@ -6,10 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ferryio/ferry/backends/storeurl"
@@ -21,25 +18,21 @@ import (
 // storeFlags are the flags of ferry store.
 type storeFlags struct {
 	commonFlags
-	concurrency    int
-	partSize       sizeFlag
-	dryRun, delete bool
+	transferFlags
 	journalDir     string
 	abandonedAfter time.Duration
-	envErr         error // a malformed FERRY_* default, reported when run
 }
 
 func storeCommand() *command {
 	return &command{
-		name: "store",
-		args: "[DIR URL]",
+		name:  "store",
+		short: "upload a directory to a store prefix",
+		args:  "[DIR URL]",
 		summary: "upload a directory to a store prefix (DATA_DIR to DATA_STORE_* without arguments);\n" +
 			"idempotent, resumes after a kill; symlinks and special files are skipped with a warning",
 		env: append([]envDoc{
 			{"DATA_DIR", "the directory to upload (without arguments)"},
-			{"FERRY_CONCURRENCY", "default of --concurrency"},
-			{"FERRY_PART_SIZE", "default of --part-size"},
-		}, storeEnv...),
+		}, append(transferEnv, storeEnv...)...),
 		setup: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
 			f := &storeFlags{}
 			f.register(fs)
@@ -50,16 +43,9 @@ func storeCommand() *command {
 
 func (f *storeFlags) register(fs *flag.FlagSet) {
 	f.commonFlags.register(fs)
-	conc, err := envInt("FERRY_CONCURRENCY", store.DefaultConcurrency)
-	f.envErr = errors.Join(f.envErr, err)
-	f.partSize = sizeFlag(store.DefaultPartSize)
-	if v, ok := os.LookupEnv("FERRY_PART_SIZE"); ok && v != "" {
-		if err := f.partSize.Set(v); err != nil {
-			f.envErr = errors.Join(f.envErr, usageErrorf("FERRY_PART_SIZE=%q: %v", v, err))
-		}
-	}
-	fs.IntVar(&f.concurrency, "concurrency", conc, "requests in flight at once (parts and files together)")
-	fs.Var(&f.partSize, "part-size", "multipart part `size` (e.g. 16MiB); raised to the store's minimum and limit")
+	f.transferFlags.register(fs, store.DefaultConcurrency, store.DefaultPartSize,
+		"requests in flight at once (parts and files together)",
+		"multipart part `size` (e.g. 16MiB); raised to the store's minimum and limit")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print what would be uploaded, deleted or aborted, change nothing (exit 4 when there is something)")
 	fs.BoolVar(&f.delete, "delete", false, "delete keys under the prefix that are not present locally")
 	fs.StringVar(&f.journalDir, "journal-dir", "", "where the upload journal lives (default DIR/"+store.JournalDirName+"); must survive a restart")
@@ -155,46 +141,4 @@ func mtimeFormat(provider string) store.MtimeFormat {
 		return store.MtimeRFC3339Goog
 	}
 	return store.MtimeRFC3339
-}
-
-// sizeFlag is a byte size flag: a whole number of bytes with an optional
-// binary or decimal unit ("16MiB", "64M", "1048576").
-type sizeFlag int64
-
-func (s *sizeFlag) String() string { return progress.Bytes(int64(*s)) }
-
-func (s *sizeFlag) Set(v string) error {
-	n, err := parseSize(v)
-	if err != nil {
-		return err
-	}
-	*s = sizeFlag(n)
-	return nil
-}
-
-// parseSize parses a positive byte size with an optional unit: K, M, G, T
-// (powers of 1024, also written KiB, MiB...) or KB, MB, GB, TB (powers of
-// 1000), case-insensitive.
-func parseSize(v string) (int64, error) {
-	s := strings.ToUpper(strings.TrimSpace(v))
-	i := strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' })
-	num, unit := s, ""
-	if i >= 0 {
-		num, unit = s[:i], strings.TrimSpace(s[i:])
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("%q: want a positive size such as 16MiB", v)
-	}
-	mult := map[string]int64{"": 1, "B": 1,
-		"K": 1 << 10, "KI": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MI": 1 << 20, "MIB": 1 << 20,
-		"G": 1 << 30, "GI": 1 << 30, "GIB": 1 << 30, "T": 1 << 40, "TI": 1 << 40, "TIB": 1 << 40,
-		"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[unit]
-	if mult == 0 {
-		return 0, fmt.Errorf("%q: unknown unit %q (want K, M, G, T, KiB..., or KB...)", v, unit)
-	}
-	if n > math.MaxInt64/mult {
-		return 0, fmt.Errorf("%q: too large", v)
-	}
-	return n * mult, nil
 }
