@@ -1,0 +1,295 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ferryio/ferry/integration/testenv"
+)
+
+type bench struct {
+	cfg     config
+	srv     *testenv.MinIO
+	bucket  string
+	results []result
+}
+
+// seed uploads the dataset with the plain SDK, 16 at a time, unless it is
+// already there.
+func (b *bench) seed(ctx context.Context, ds dataset) error {
+	c := b.srv.Client()
+	start := time.Now()
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for i := range ds.files {
+		g.Go(func() error {
+			body := make([]byte, ds.size)
+			_, _ = rand.Read(body)
+			_, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(ds.key(i)), Body: bytes.NewReader(body)})
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("seed %s: %w", ds.name, err)
+	}
+	fmt.Printf("bench: seeded %s: %d objects, %d MiB in %s\n", ds.name, ds.files, ds.bytes()>>20, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// env returns the environment of a tool run. Peers run without
+// AWS_CA_BUNDLE (see the package doc).
+func (b *bench) env(peer bool) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if peer && strings.HasPrefix(kv, "AWS_CA_BUNDLE=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env,
+		"AWS_ACCESS_KEY_ID="+b.srv.AccessKey, "AWS_SECRET_ACCESS_KEY="+b.srv.SecretKey, "AWS_REGION="+b.srv.Region,
+		"DATA_STORE_ENDPOINT="+b.srv.Endpoint,
+		"RCLONE_CONFIG_MINIO_TYPE=s3", "RCLONE_CONFIG_MINIO_PROVIDER=Minio", "RCLONE_CONFIG_MINIO_ENV_AUTH=true",
+		"RCLONE_CONFIG_MINIO_ENDPOINT="+b.srv.Endpoint, "RCLONE_CONFIG_MINIO_REGION="+b.srv.Region,
+	)
+}
+
+// measurement is one run of a command.
+type measurement struct {
+	seconds  float64
+	rssKiB   int64
+	requests map[string]float64
+}
+
+// runOnce runs argv once (after dropping the page cache when allowed) and
+// measures wall time, peak RSS and the requests MinIO served meanwhile.
+func (b *bench) runOnce(ctx context.Context, peer bool, argv []string) (measurement, error) {
+	dropCaches()
+	before, err := b.srv.Stats(ctx)
+	if err != nil {
+		return measurement{}, err
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = b.env(peer)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return measurement{}, err
+	}
+	hwm := watchHWM(cmd.Process.Pid)
+	err = cmd.Wait()
+	elapsed := time.Since(start)
+	peak := hwm()
+	if err != nil {
+		return measurement{}, fmt.Errorf("%s: %v\n%s", strings.Join(argv, " "), err, tail(out.String()))
+	}
+	after, err := b.srv.Stats(ctx)
+	if err != nil {
+		return measurement{}, err
+	}
+	m := measurement{seconds: elapsed.Seconds(), requests: after.Sub(before).Requests, rssKiB: peak}
+	return m, nil
+}
+
+// measure runs cfg.runs times the command that next prepares and returns,
+// and adds the row with the median time and the highest peak RSS.
+func (b *bench) measure(ctx context.Context, job, ds, tool string, peer bool, next func() ([]string, error)) error {
+	var ms []measurement
+	for range b.cfg.runs {
+		argv, err := next()
+		if err != nil {
+			return err
+		}
+		m, err := b.runOnce(ctx, peer, argv)
+		if err != nil {
+			return err
+		}
+		ms = append(ms, m)
+	}
+	slices.SortFunc(ms, func(a, b measurement) int { return cmpFloat(a.seconds, b.seconds) })
+	var rss int64
+	for _, m := range ms {
+		rss = max(rss, m.rssKiB)
+	}
+	med := ms[len(ms)/2]
+	b.add(result{job: job, dataset: ds, tool: tool, seconds: med.seconds, rssKiB: rss, requests: formatRequests(med.requests)})
+	return nil
+}
+
+// same returns a next func for measure that runs argv as it is each time.
+func same(argv []string) func() ([]string, error) {
+	return func() ([]string, error) { return argv, nil }
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func formatRequests(m map[string]float64) string {
+	var parts []string
+	for k, v := range m {
+		parts = append(parts, fmt.Sprintf("%s=%.0f", k, v))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}
+
+// watchHWM samples the peak resident set (VmHWM) of process pid every
+// 10ms until the returned func is called, which returns the last sample in
+// KiB. VmHWM is a high-water mark, so a late sample loses nothing but the
+// growth of the last few milliseconds. (wait4's ru_maxrss would not do: Linux
+// carries the parent's high-water mark over fork and exec, so every child of
+// a large bench process would report at least the bench's own size.)
+func watchHWM(pid int) func() int64 {
+	var peak atomic.Int64
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if kib := readHWM(pid); kib > peak.Load() {
+				peak.Store(kib)
+			}
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() int64 {
+		close(done)
+		<-stopped
+		return peak.Load()
+	}
+}
+
+func readHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// dropCaches empties the kernel page cache so every run starts cold; it
+// needs root and is skipped silently otherwise.
+func dropCaches() {
+	syscall.Sync()
+	if f, err := os.OpenFile("/proc/sys/vm/drop_caches", os.O_WRONLY, 0); err == nil {
+		_, _ = io.WriteString(f, "3\n")
+		f.Close()
+	}
+}
+
+func tail(s string) string {
+	if len(s) > 1500 {
+		return "..." + s[len(s)-1500:]
+	}
+	return s
+}
+
+// load measures a cold load and a no-op re-run, ferry against rclone copy.
+func (b *bench) load(ctx context.Context, ds dataset) error {
+	src := fmt.Sprintf("s3://%s/%s/", b.bucket, ds.name)
+	for _, t := range []struct {
+		tool string
+		peer bool
+		argv func(dir string) []string
+	}{
+		{"ferry load", false, func(dir string) []string { return []string{b.cfg.ferry, "load", "--quiet", src, dir} }},
+		{"rclone copy", true, func(dir string) []string {
+			return []string{"rclone", "copy", "minio:" + b.bucket + "/" + ds.name, dir}
+		}},
+	} {
+		dir := fmt.Sprintf("%s/load-%s-%s", b.cfg.work, ds.name, strings.Fields(t.tool)[0])
+		argv := t.argv(dir)
+		fresh := func() ([]string, error) { return argv, resetDir(dir) }
+		if err := b.measure(ctx, "load", ds.name, t.tool, t.peer, fresh); err != nil {
+			return err
+		}
+		if err := b.measure(ctx, "load", ds.name+" no-op re-run", t.tool, t.peer, same(argv)); err != nil {
+			return err
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// store measures an upload to a fresh prefix and a no-op re-run, ferry
+// against rclone copy (checksums on in both: their defaults).
+func (b *bench) store(ctx context.Context, ds dataset) error {
+	dir := fmt.Sprintf("%s/store-src-%s", b.cfg.work, ds.name)
+	if err := resetDir(dir); err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if _, err := b.runOnce(ctx, false, []string{b.cfg.ferry, "load", "--quiet", fmt.Sprintf("s3://%s/%s/", b.bucket, ds.name), dir}); err != nil {
+		return err
+	}
+	for _, t := range []struct {
+		tool string
+		peer bool
+		argv func(prefix string) []string
+	}{
+		{"ferry store", false, func(p string) []string {
+			return []string{b.cfg.ferry, "store", "--quiet", dir, fmt.Sprintf("s3://%s/%s/", b.bucket, p)}
+		}},
+		{"rclone copy", true, func(p string) []string { return []string{"rclone", "copy", dir, "minio:" + b.bucket + "/" + p} }},
+	} {
+		run := 0
+		var argv []string
+		fresh := func() ([]string, error) {
+			run++
+			argv = t.argv(fmt.Sprintf("up-%s-%s-%d", ds.name, strings.Fields(t.tool)[0], run))
+			return argv, nil
+		}
+		if err := b.measure(ctx, "store", ds.name, t.tool, t.peer, fresh); err != nil {
+			return err
+		}
+		if err := b.measure(ctx, "store", ds.name+" no-op re-run", t.tool, t.peer, same(argv)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func resetDir(dir string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	return os.MkdirAll(dir, 0o755)
+}
