@@ -110,6 +110,10 @@ type Entry struct {
 	// PartSize is the part size of Upload (every part but the last has
 	// it), so that a resumed upload cuts the file the same way.
 	PartSize int64 `json:"part_size,omitempty"`
+	// Base is, for the read-write mount, the version of the object the
+	// staged bytes were copied from (nil: the file was new or truncated
+	// without a known version); an upload checks it is still current.
+	Base *backends.Version `json:"base,omitempty"`
 	// Upload is the multipart upload in flight for Key, if any.
 	Upload *backends.Upload `json:"upload,omitempty"`
 	// Parts are the parts of Upload known to be stored, ascending by
@@ -119,6 +123,10 @@ type Entry struct {
 
 func (e *Entry) clone() Entry {
 	c := *e
+	if e.Base != nil {
+		b := *e.Base
+		c.Base = &b
+	}
 	if e.Upload != nil {
 		u := *e.Upload
 		c.Upload = &u

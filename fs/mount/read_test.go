@@ -1,0 +1,381 @@
+package mount
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/ferryio/ferry/backends"
+	"github.com/ferryio/ferry/backends/local"
+	"github.com/ferryio/ferry/backends/metered"
+	"github.com/ferryio/ferry/cache/block"
+)
+
+// These tests drive the read path (handles, readahead, the block cache)
+// against a real local store, without the kernel: the e2e tests mount.
+
+const testBlock = 64 << 10
+
+type readEnv struct {
+	fsys    *filesystem
+	store   backends.Backend
+	counts  *metered.Counts
+	metrics *Metrics
+}
+
+func newReadEnv(t *testing.T, opts Options) *readEnv {
+	t.Helper()
+	lb, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, counts := metered.New(lb, m)
+	c, err := block.Open(block.Options{BlockSize: testBlock, MemoryBytes: 4 << 20, Metrics: m.Block})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	opts.Cache, opts.BlockSize, opts.Metrics = c, testBlock, m
+	opts, err = opts.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return &readEnv{fsys: newFilesystem(ctx, b, opts), store: b, counts: counts, metrics: m}
+}
+
+func (e *readEnv) put(t *testing.T, key string, data []byte) {
+	t.Helper()
+	if _, err := e.store.Put(t.Context(), key, bytes.NewReader(data), int64(len(data)), backends.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// open opens key as the mount does: looked up through the root listing.
+func (e *readEnv) open(t *testing.T, key string) *readHandle {
+	t.Helper()
+	c, _, err := e.fsys.lookup(t.Context(), "", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newReadHandle(newFileNode(e.fsys, nil, c.obj))
+}
+
+func read(t *testing.T, h *readHandle, off int64, n int) ([]byte, syscall.Errno) {
+	t.Helper()
+	res, errno := h.Read(t.Context(), make([]byte, n), off)
+	if errno != 0 {
+		return nil, errno
+	}
+	b, st := res.Bytes(make([]byte, n))
+	if st != fuse.OK {
+		t.Fatalf("ReadResult.Bytes: %v", st)
+	}
+	return b, 0
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+func TestSequentialReadsMatchAndReadAhead(t *testing.T) {
+	e := newReadEnv(t, Options{Readahead: 8 * testBlock})
+	data := randomBytes(40*testBlock + 123)
+	e.put(t, "big", data)
+	h := e.open(t, "big")
+	defer h.Release(t.Context())
+	var got []byte
+	for off := int64(0); off < int64(len(data)); off += 16 << 10 {
+		b, errno := read(t, h, off, 16<<10)
+		if errno != 0 {
+			t.Fatalf("read at %d: %v", off, errno)
+		}
+		got = append(got, b...)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("sequential reads differ from the object")
+	}
+	if n := testutil.ToFloat64(e.metrics.prefetched); n < 30 {
+		t.Errorf("%v blocks read ahead, want most of the 41", n)
+	}
+	// Every byte fetched once (readahead and demand reads share
+	// fetches), in fewer GETs than blocks (readahead fetches runs).
+	if n := e.counts.BytesRead(); n != int64(len(data)) {
+		t.Errorf("fetched %d bytes of a %d-byte object", n, len(data))
+	}
+	if gets := e.counts.Requests(metered.Get); gets >= 41 {
+		t.Errorf("%d GETs for 41 blocks: readahead did not fetch runs", gets)
+	}
+}
+
+func TestRandomReadsMatchAndFetchOnlyTheirBlocks(t *testing.T) {
+	e := newReadEnv(t, Options{})
+	data := randomBytes(200 * testBlock)
+	e.put(t, "r", data)
+	h := e.open(t, "r")
+	defer h.Release(t.Context())
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	touched := 0 // blocks touched, counting repeats: at most one GET each
+	for range 40 {
+		off := rng.Int64N(int64(len(data)))
+		n := 1 + rng.IntN(3*testBlock) // some reads span blocks
+		b, errno := read(t, h, off, n)
+		if errno != 0 {
+			t.Fatalf("read at %d: %v", off, errno)
+		}
+		end := min(off+int64(n), int64(len(data)))
+		if !bytes.Equal(b, data[off:end]) {
+			t.Fatalf("read [%d, %d) differs", off, end)
+		}
+		touched += int((end-1)/testBlock - off/testBlock + 1)
+	}
+	if n := testutil.ToFloat64(e.metrics.prefetched); n != 0 {
+		t.Errorf("random reads read %v blocks ahead", n)
+	}
+	if gets := e.counts.Requests(metered.Get); gets > int64(touched) {
+		t.Errorf("%d GETs for %d blocks touched", gets, touched)
+	}
+	if b, errno := read(t, h, int64(len(data)), 10); errno != 0 || len(b) != 0 {
+		t.Errorf("read at EOF = %d bytes, %v", len(b), errno)
+	}
+}
+
+func TestReplacedObjectNeverMixesVersions(t *testing.T) {
+	e := newReadEnv(t, Options{Readahead: -1})
+	old := randomBytes(8 * testBlock)
+	e.put(t, "v", old)
+	h := e.open(t, "v")
+	defer h.Release(t.Context())
+	if b, errno := read(t, h, 0, testBlock); errno != 0 || !bytes.Equal(b, old[:testBlock]) {
+		t.Fatalf("first block: %v", errno)
+	}
+	// Replace with the same size, so only the version tells them apart.
+	e.put(t, "v", randomBytes(len(old)))
+	if _, errno := read(t, h, 5*testBlock, 100); errno != syscall.ESTALE {
+		t.Fatalf("uncached block of a replaced object: errno %v, want ESTALE", errno)
+	}
+	if b, errno := read(t, h, 10, 100); errno != 0 || !bytes.Equal(b, old[10:110]) {
+		t.Fatalf("cached block of the pinned version: %v", errno)
+	}
+}
+
+func TestReleaseGivesBackTheReadaheadBudget(t *testing.T) {
+	e := newReadEnv(t, Options{Readahead: 16 * testBlock, ReadaheadMemory: 16 * testBlock})
+	e.put(t, "a", randomBytes(64*testBlock))
+	h := e.open(t, "a")
+	for off := int64(0); off < 4*testBlock; off += 4096 {
+		if _, errno := read(t, h, off, 4096); errno != 0 {
+			t.Fatal(errno)
+		}
+	}
+	if e.fsys.readahead.TryAcquire(16 * testBlock) {
+		t.Fatal("the budget was free while a reader had blocks read ahead")
+	}
+	h.Release(t.Context())
+	if !e.fsys.readahead.TryAcquire(16 * testBlock) {
+		t.Fatal("Release kept some of the readahead budget")
+	}
+	if _, errno := read(t, h, 0, 10); errno != 0 {
+		t.Fatalf("a read after Release (the kernel never sends one, but it must not break): %v", errno)
+	}
+}
+
+func TestCancelledReadIsEINTR(t *testing.T) {
+	e := newReadEnv(t, Options{})
+	e.put(t, "c", randomBytes(testBlock))
+	h := e.open(t, "c")
+	defer h.Release(t.Context())
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, errno := h.Read(ctx, make([]byte, 10), 0); errno != syscall.EINTR {
+		t.Fatalf("cancelled read: %v, want EINTR", errno)
+	}
+}
+
+func TestLookupCachesNegativeAndPrefersListing(t *testing.T) {
+	e := newReadEnv(t, Options{MetadataTTL: time.Hour})
+	e.put(t, "dir/f", []byte("x"))
+	if _, _, err := e.fsys.lookup(t.Context(), "", "missing"); !errors.Is(err, backends.ErrNotExist) {
+		t.Fatalf("missing: %v", err)
+	}
+	before := e.counts.Snapshot()
+	if _, _, err := e.fsys.lookup(t.Context(), "", "missing"); !errors.Is(err, backends.ErrNotExist) {
+		t.Fatalf("missing again: %v", err)
+	}
+	if c, _, err := e.fsys.lookup(t.Context(), "", "dir"); err != nil || !c.dir {
+		t.Fatalf("dir: %+v, %v", c, err)
+	}
+	afterDir := e.counts.Snapshot()
+	if afterDir[metered.Head] != before[metered.Head]+1 {
+		t.Errorf("requests %v then %v: the negative entry was not cached", before, afterDir)
+	}
+	if _, err := e.fsys.listing(t.Context(), "dir/"); err != nil {
+		t.Fatal(err)
+	}
+	listed := e.counts.Snapshot()
+	for _, name := range []string{"f", "nope", "f"} {
+		_, _, _ = e.fsys.lookup(t.Context(), "dir/", name)
+	}
+	if got := e.counts.Snapshot(); got[metered.Head] != listed[metered.Head] || got[metered.List] != listed[metered.List] {
+		t.Errorf("lookups in a listed directory made requests: %v then %v", listed, got)
+	}
+}
+
+func TestOpeningADirectoryListsItsSubdirectoriesAhead(t *testing.T) {
+	e := newReadEnv(t, Options{MetadataTTL: time.Hour})
+	for _, k := range []string{"a/1", "b/2", "c/d/3", "top"} {
+		e.put(t, k, []byte(k))
+	}
+	root, err := e.fsys.listing(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.fsys.prefetchListings("", root)
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for _, dir := range []string{"a/", "b/", "c/"} {
+		for {
+			if _, _, ok := e.fsys.listings.Get(dir); ok {
+				break
+			}
+			select {
+			case <-deadline:
+				t.Fatalf("%s was not listed ahead", dir)
+			case <-tick.C:
+			}
+		}
+	}
+	if _, _, ok := e.fsys.listings.Get("c/d/"); ok {
+		t.Error("a grandchild was listed ahead: prefetch must follow the walk one level at a time")
+	}
+	lists := e.counts.Requests(metered.List)
+	if l, err := e.fsys.listing(t.Context(), "c/"); err != nil || len(l.children) != 1 {
+		t.Fatalf("c/: %v, %v", l, err)
+	}
+	if got := e.counts.Requests(metered.List); got != lists {
+		t.Errorf("opening a directory listed ahead made %d LISTs", got-lists)
+	}
+}
+
+func TestNoListingAheadWithoutMetadataCache(t *testing.T) {
+	e := newReadEnv(t, Options{MetadataTTL: 0})
+	e.put(t, "a/1", []byte("x"))
+	root, err := e.fsys.listing(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := e.counts.Requests(metered.List)
+	e.fsys.prefetchListings("", root)
+	if !e.fsys.prefetchBatches.TryAcquire(prefetchBatches) {
+		t.Fatal("a prefetch batch started with the metadata cache off")
+	}
+	if got := e.counts.Requests(metered.List); got != before {
+		t.Errorf("%d LISTs ahead with nothing to keep them", got-before)
+	}
+}
+
+func TestCappedListing(t *testing.T) {
+	seq := func(yield func(backends.Entry, error) bool) {
+		for i := range 10 {
+			if !yield(backends.Entry{ObjectInfo: backends.ObjectInfo{Key: fmt.Sprint(i)}}, nil) {
+				return
+			}
+		}
+	}
+	var n int
+	var last error
+	for _, err := range capped(seq, 3, "d/") {
+		if err != nil {
+			last = err
+			break
+		}
+		n++
+	}
+	if n != 3 || !errors.Is(last, errTooLarge) {
+		t.Fatalf("capped at 3 yielded %d entries then %v", n, last)
+	}
+	n = 0
+	for _, err := range capped(seq, 10, "d/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 10 {
+		t.Fatalf("a listing at the cap yielded %d of 10 entries", n)
+	}
+}
+
+func TestFilesOpenedInOrderAreReadAhead(t *testing.T) {
+	e := newReadEnv(t, Options{MetadataTTL: time.Hour})
+	const files = 40
+	for i := range files {
+		e.put(t, fmt.Sprintf("d/f%02d", i), []byte(fmt.Sprint(i)))
+	}
+	l, err := e.fsys.listing(t.Context(), "d/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &dirNode{fsys: e.fsys, key: "d/"}
+	readFile := func(i int) {
+		c := l.children[i]
+		d.opened(c.name)
+		h := newReadHandle(newFileNode(e.fsys, d, c.obj))
+		defer h.Release(t.Context())
+		if b, errno := read(t, h, 0, 10); errno != 0 || string(b) != fmt.Sprint(i) {
+			t.Fatalf("f%02d: %q, %v", i, b, errno)
+		}
+	}
+	gets := func() int64 { return e.counts.Requests(metered.Get) }
+	waitGets := func(want int64) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for gets() < want {
+			select {
+			case <-deadline:
+				t.Fatalf("%d GETs, want %d", gets(), want)
+			case <-tick.C:
+			}
+		}
+	}
+	// Out of order: nothing ahead.
+	readFile(39)
+	readFile(38)
+	if gets() != 2 {
+		t.Fatalf("%d GETs after two opens out of order, want 2", gets())
+	}
+	// In order: after the second, the next scanAhead files come ahead.
+	readFile(0)
+	readFile(1)
+	waitGets(4 + scanAhead)
+	// Each open in order moves the window by one file: reading files
+	// 2..17 costs no GET of their own, only the files entering the
+	// window (18..33); every file is fetched once.
+	for i := 2; i < 2+scanAhead; i++ {
+		readFile(i)
+	}
+	waitGets(2 + 34)
+	if got := gets(); got != 36 {
+		t.Errorf("%d GETs for 36 distinct files: some were fetched twice", got)
+	}
+}
