@@ -168,6 +168,9 @@ func (c *command) usage(out io.Writer) {
 	var flags strings.Builder
 	fs.VisitAll(func(f *flag.Flag) {
 		name, help := flag.UnquoteUsage(f)
+		if _, ok := f.Value.(*sizeFlag); ok && name == "value" {
+			name = "size"
+		}
 		fmt.Fprintf(&flags, "  --%s %s\n      %s", f.Name, name, help)
 		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
 			fmt.Fprintf(&flags, " (default %s)", f.DefValue)
