@@ -296,19 +296,7 @@ func (p *mountProc) stop() error {
 }
 
 // peakRSS is the process's peak resident set (VmHWM), in KiB.
-func (p *mountProc) peakRSS() int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return n
-		}
-	}
-	return 0
-}
+func (p *mountProc) peakRSS() int64 { return readHWM(p.cmd.Process.Pid) }
 
 var boundLine = regexp.MustCompile(`memory_bound="([^"]+)"`)
 

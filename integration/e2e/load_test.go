@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/ferryio/ferry/backends"
@@ -381,11 +380,11 @@ func TestLoadMemoryBound(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "data")
 	cmd := exec.Command(ferryBin, "load", "file://"+bucket+"/data", dir)
-	out, err := cmd.CombinedOutput()
+	out, peakKiB, err := runPeakRSS(cmd)
 	if err != nil {
 		t.Fatalf("load: %v\n%s", err, out)
 	}
-	rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10 // KiB on Linux
+	rss := peakKiB << 10
 	t.Logf("peak RSS %d MiB loading a %d MiB object", rss>>20, size>>20)
 	if rss > size/2 {
 		t.Errorf("peak RSS %d MiB for a %d MiB object: memory is not bounded", rss>>20, size>>20)

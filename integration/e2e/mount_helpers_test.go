@@ -378,3 +378,32 @@ func procStatus(pid int, field string) (int64, error) {
 	}
 	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
+
+// runPeakRSS runs cmd to completion and returns its combined output and its
+// peak resident set in KiB, sampled from VmHWM every 10ms (a high-water
+// mark, so a late sample misses only the last milliseconds' growth). wait4's
+// ru_maxrss would not do: Linux carries the parent's high-water mark over
+// fork and exec, so a child of a large test binary reports at least the
+// test binary's size.
+func runPeakRSS(cmd *exec.Cmd) ([]byte, int64, error) {
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return nil, 0, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var peak int64
+	for {
+		if v, err := procStatus(cmd.Process.Pid, "VmHWM"); err == nil {
+			peak = max(peak, v)
+		}
+		select {
+		case err := <-done:
+			return out.Bytes(), peak, err
+		case <-tick.C:
+		}
+	}
+}
