@@ -190,10 +190,14 @@ type Checksums struct {
 	// CRC32C is the 4-byte big-endian Castagnoli CRC, as the stores encode
 	// it.
 	CRC32C []byte `json:"crc32c,omitempty"`
+	// CRC32 is the 4-byte big-endian IEEE CRC-32, which S3 keeps as a
+	// full-object checksum for objects uploaded with it (the AWS SDKs'
+	// default). Reported by stores, never sent: uploads send CRC32C and MD5.
+	CRC32 []byte `json:"crc32,omitempty"`
 }
 
 // IsZero reports whether no checksum is known.
-func (c Checksums) IsZero() bool { return len(c.MD5) == 0 && len(c.CRC32C) == 0 }
+func (c Checksums) IsZero() bool { return len(c.MD5) == 0 && len(c.CRC32C) == 0 && len(c.CRC32) == 0 }
 
 // ReadOptions tune GetRange.
 type ReadOptions struct {

@@ -2,7 +2,7 @@ package az
 
 // This file holds the driver's pure helpers, which send no request: the
 // metadata name codec, the listing order fix, checksum passes over bodies,
-// body sections for the SDK, and CRC32C combination.
+// and CRC32C combination.
 
 import (
 	"bytes"
@@ -233,61 +233,6 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 	}
 	return c.r.Read(p)
 }
-
-// section is n bytes of r from offset base, seen as an io.ReadSeekCloser
-// positioned at 0: what the SDK sends, seeking back to 0 to retry. Close
-// does nothing. A section is used by one goroutine at a time.
-type section struct {
-	r       io.ReadSeeker
-	base, n int64
-	pos     int64
-	synced  bool // r is at base+pos
-}
-
-func (s *section) Read(p []byte) (int, error) {
-	if s.pos >= s.n {
-		return 0, io.EOF
-	}
-	if !s.synced {
-		if _, err := s.r.Seek(s.base+s.pos, io.SeekStart); err != nil {
-			return 0, err
-		}
-		s.synced = true
-	}
-	if rem := s.n - s.pos; int64(len(p)) > rem {
-		p = p[:rem]
-	}
-	k, err := s.r.Read(p)
-	s.pos += int64(k)
-	if err == io.EOF {
-		err = nil
-		if s.pos < s.n {
-			err = io.ErrUnexpectedEOF
-		}
-	}
-	return k, err
-}
-
-func (s *section) Seek(offset int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekStart:
-	case io.SeekCurrent:
-		offset += s.pos
-	case io.SeekEnd:
-		offset += s.n
-	default:
-		return 0, errors.New("section: bad whence")
-	}
-	if offset < 0 {
-		return 0, errors.New("section: negative position")
-	}
-	if offset != s.pos {
-		s.pos, s.synced = offset, false
-	}
-	return offset, nil
-}
-
-func (s *section) Close() error { return nil }
 
 // crc32cCombine returns the CRC32C of A followed by B from crcA, crcB and
 // the length of B (zlib's crc32_combine, for the Castagnoli polynomial).

@@ -157,7 +157,7 @@ func (b *Backend) UploadPart(ctx context.Context, u backends.Upload, n int, body
 	if size == 0 {
 		return part, nil
 	}
-	_, err = b.c.NewBlockBlobClient(u.Key).StageBlock(ctx, blockID(u.ID, n), &section{r: body, base: start, n: size},
+	_, err = b.c.NewBlockBlobClient(u.Key).StageBlock(ctx, blockID(u.ID, n), backends.NewSection(body, start, size),
 		&blockblob.StageBlockOptions{TransactionalValidation: blob.TransferValidationTypeMD5(d.md5)})
 	if err != nil {
 		return backends.Part{}, b.fail(ctx, "upload-part", u.Key, err)

@@ -295,7 +295,7 @@ func (b *Backend) Put(ctx context.Context, key string, body io.ReadSeeker, size 
 	var etag *azcore.ETag
 	var mod *time.Time
 	if single {
-		resp, err := bb.Upload(ctx, &section{r: body, base: start, n: size}, &blockblob.UploadOptions{
+		resp, err := bb.Upload(ctx, backends.NewSection(body, start, size), &blockblob.UploadOptions{
 			HTTPHeaders: headers, Metadata: md, TransactionalValidation: blob.TransferValidationTypeMD5(d.md5),
 		})
 		if err != nil {
@@ -342,7 +342,7 @@ func (b *Backend) putBlocks(ctx context.Context, bb *blockblob.Client, body io.R
 		off := int64(i) * bs
 		n := min(bs, size-off)
 		ids[i] = blockID(nonce, i+1)
-		var rsc io.ReadSeekCloser = &section{r: body, base: start + off, n: n}
+		var rsc io.ReadSeekCloser = backends.NewSection(body, start+off, n)
 		if parallel {
 			rsc = streaming.NopCloser(io.NewSectionReader(ra, start+off, n))
 		}

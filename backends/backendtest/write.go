@@ -68,7 +68,9 @@ func testPutOverwriteDelete(t *testing.T, s suite) {
 func sums(data []byte) backends.Checksums {
 	m := md5.Sum(data)
 	c := crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli))
-	return backends.Checksums{MD5: m[:], CRC32C: []byte{byte(c >> 24), byte(c >> 16), byte(c >> 8), byte(c)}}
+	i := crc32.ChecksumIEEE(data)
+	return backends.Checksums{MD5: m[:], CRC32C: []byte{byte(c >> 24), byte(c >> 16), byte(c >> 8), byte(c)},
+		CRC32: []byte{byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}}
 }
 
 // wantSums fails the test unless got's known checksums match data and at
@@ -84,6 +86,9 @@ func wantSums(t *testing.T, what string, got backends.Checksums, data []byte) {
 	}
 	if len(got.CRC32C) != 0 && !bytes.Equal(got.CRC32C, want.CRC32C) {
 		t.Errorf("%s: CRC32C %x, want %x", what, got.CRC32C, want.CRC32C)
+	}
+	if len(got.CRC32) != 0 && !bytes.Equal(got.CRC32, want.CRC32) {
+		t.Errorf("%s: CRC32 %x, want %x", what, got.CRC32, want.CRC32)
 	}
 }
 

@@ -53,7 +53,7 @@ func (b *Backend) UploadPart(ctx context.Context, u backends.Upload, n int, body
 	if n < 1 || n > maxParts {
 		return backends.Part{}, b.wrapAs("upload-part", u.Key, nil, fmt.Errorf("part number %d out of range 1..%d", n, maxParts))
 	}
-	sec, err := newSection(body, size)
+	sec, err := backends.SectionHere(body, size)
 	if err != nil {
 		return backends.Part{}, b.wrap(ctx, "upload-part", u.Key, err)
 	}
@@ -133,9 +133,10 @@ func (b *Backend) CompleteUpload(ctx context.Context, u backends.Upload, parts [
 	if err != nil {
 		return backends.ObjectInfo{}, b.wrap(ctx, "complete-upload", u.Key, err)
 	}
-	return info(u.Key, size, responseDate(out.ResultMetadata), out.ETag, out.VersionId,
-		aws.String(u.Options.ContentType), u.Options.Metadata, wholeCRC32C(out.ChecksumCRC32C, out.ChecksumType),
-		sse(out.ServerSideEncryption, nil)), nil
+	oi := info(u.Key, size, responseDate(out.ResultMetadata), out.ETag, out.VersionId,
+		aws.String(u.Options.ContentType), u.Options.Metadata, sse(out.ServerSideEncryption, nil))
+	oi.Checksums.CRC32C = wholeCRC(out.ChecksumCRC32C, out.ChecksumType)
+	return oi, nil
 }
 
 // AbortUpload aborts the upload; an unknown upload is not an error.

@@ -183,9 +183,10 @@ func (b *Backend) head(ctx context.Context, op, key string, opts backends.ReadOp
 	if err != nil {
 		return backends.ObjectInfo{}, b.pinnedErr(ctx, op, key, opts, err)
 	}
-	crc := wholeCRC32C(out.ChecksumCRC32C, out.ChecksumType)
 	oi := info(key, aws.ToInt64(out.ContentLength), out.LastModified, out.ETag, out.VersionId,
-		out.ContentType, out.Metadata, crc, sse(out.ServerSideEncryption, out.SSECustomerAlgorithm))
+		out.ContentType, out.Metadata, sse(out.ServerSideEncryption, out.SSECustomerAlgorithm))
+	oi.Checksums.CRC32C = wholeCRC(out.ChecksumCRC32C, out.ChecksumType)
+	oi.Checksums.CRC32 = wholeCRC(out.ChecksumCRC32, out.ChecksumType)
 	if err := b.checkExact(op, key, opts, oi.Version); err != nil {
 		return backends.ObjectInfo{}, err
 	}
@@ -285,7 +286,7 @@ func (b *Backend) GetRange(ctx context.Context, key string, offset, length int64
 		size = total
 	}
 	oi := info(key, size, out.LastModified, out.ETag, out.VersionId, out.ContentType, out.Metadata,
-		nil, sse(out.ServerSideEncryption, out.SSECustomerAlgorithm))
+		sse(out.ServerSideEncryption, out.SSECustomerAlgorithm))
 	if err := b.checkExact("get", key, opts, oi.Version); err != nil {
 		out.Body.Close()
 		return nil, backends.ObjectInfo{}, err
@@ -326,7 +327,12 @@ type body struct {
 	key string
 }
 
+// Read honours the request's context even for bytes already buffered, so a
+// cancelled read stops at once with context.Canceled.
 func (r *body) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, r.b.wrap(r.ctx, "read", r.key, err)
+	}
 	n, err := r.rc.Read(p)
 	if err != nil && err != io.EOF {
 		err = r.b.wrap(r.ctx, "read", r.key, err)
@@ -341,7 +347,7 @@ func (r *body) Close() error { return r.rc.Close() }
 // addition (Content-MD5) so that the store rejects a mismatch with
 // ErrChecksum. The SDK seeks body back to where it started to retry.
 func (b *Backend) Put(ctx context.Context, key string, body io.ReadSeeker, size int64, opts backends.PutOptions) (backends.ObjectInfo, error) {
-	sec, err := newSection(body, size)
+	sec, err := backends.SectionHere(body, size)
 	if err != nil {
 		return backends.ObjectInfo{}, b.wrap(ctx, "put", key, err)
 	}
@@ -370,9 +376,10 @@ func (b *Backend) Put(ctx context.Context, key string, body io.ReadSeeker, size 
 	if err != nil {
 		return backends.ObjectInfo{}, b.wrap(ctx, "put", key, err)
 	}
-	crc := wholeCRC32C(out.ChecksumCRC32C, out.ChecksumType)
-	return info(key, size, responseDate(out.ResultMetadata), out.ETag, out.VersionId, aws.String(opts.ContentType),
-		opts.Metadata, crc, sse(out.ServerSideEncryption, out.SSECustomerAlgorithm)), nil
+	oi := info(key, size, responseDate(out.ResultMetadata), out.ETag, out.VersionId, aws.String(opts.ContentType),
+		opts.Metadata, sse(out.ServerSideEncryption, out.SSECustomerAlgorithm))
+	oi.Checksums.CRC32C = wholeCRC(out.ChecksumCRC32C, out.ChecksumType)
+	return oi, nil
 }
 
 // kmsKey is the SSE-KMS key for a write: the one in opts, else the
@@ -397,7 +404,7 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 // PUT. encrypted says the ETag is not the MD5 of the content (SSE-KMS,
 // SSE-C).
 func info(key string, size int64, mod *time.Time, etag, versionID, contentType *string,
-	meta map[string]string, crc []byte, encrypted bool) backends.ObjectInfo {
+	meta map[string]string, encrypted bool) backends.ObjectInfo {
 	oi := backends.ObjectInfo{
 		Key:         key,
 		Size:        size,
@@ -405,7 +412,6 @@ func info(key string, size int64, mod *time.Time, etag, versionID, contentType *
 		Version:     backends.Version{ETag: trimETag(etag), ID: aws.ToString(versionID)},
 		ContentType: aws.ToString(contentType),
 	}
-	oi.Checksums.CRC32C = crc
 	if !encrypted {
 		oi.Checksums.MD5 = etagMD5(oi.Version.ETag)
 	}
@@ -440,10 +446,10 @@ func sse(alg types.ServerSideEncryption, customerAlg *string) bool {
 	return (alg != "" && alg != types.ServerSideEncryptionAes256) || aws.ToString(customerAlg) != ""
 }
 
-// wholeCRC32C decodes a stored CRC32C when it covers the whole object: a
-// FULL_OBJECT checksum, or one without a type that is not a composite
-// ("...-N") checksum of parts.
-func wholeCRC32C(b64 *string, typ types.ChecksumType) []byte {
+// wholeCRC decodes a stored CRC32C or CRC32 when it covers the whole
+// object: a FULL_OBJECT checksum, or one without a type that is not a
+// composite ("...-N") checksum of parts.
+func wholeCRC(b64 *string, typ types.ChecksumType) []byte {
 	s := aws.ToString(b64)
 	if s == "" || typ == types.ChecksumTypeComposite || strings.Contains(s, "-") {
 		return nil

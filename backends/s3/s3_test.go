@@ -722,3 +722,28 @@ func TestRetries(t *testing.T) {
 		t.Fatalf("Put cancelled during its first failure: %v after %d requests, want context.Canceled after 1", err, f.count())
 	}
 }
+
+// TestStatReportsSDKCRC32: an object uploaded by another client with the
+// AWS SDKs' default CRC32 checksum reports it, so load verifies with a CRC
+// instead of a whole-object MD5.
+func TestStatReportsSDKCRC32(t *testing.T) {
+	ctx := t.Context()
+	bucket := testenv.BucketName(t)
+	if err := srv.CreateBucket(ctx, bucket, false); err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("crc32 of ferry "), 1000)
+	_, err := srv.Client().PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("k"),
+		Body: bytes.NewReader(data), ChecksumAlgorithm: "CRC32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := open(t, bucket).Stat(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := binary.BigEndian.AppendUint32(nil, crc32.ChecksumIEEE(data))
+	if !bytes.Equal(info.Checksums.CRC32, want) {
+		t.Fatalf("Stat CRC32 = %x, want %x (all: %+v)", info.Checksums.CRC32, want, info.Checksums)
+	}
+}

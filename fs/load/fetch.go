@@ -103,7 +103,7 @@ func (r *runner) fetchOnce(ctx context.Context, it *fileItem, info backends.Obje
 	done := map[int]bool{}
 	if nparts >= 2 {
 		if j := loadJournal(r.root, journalName); j != nil && j.Key == info.Key && j.Size == size &&
-			sameVersion(j.Version, info.Version) && r.partFileSize(partName) == size {
+			sameVersion(j.Version, info.Version) && j.trusted(r.boot) && r.partFileSize(partName) == size {
 			covered := j.covered(size, r.opts.PartSize)
 			for i := range nparts {
 				if covered(i) {
@@ -126,7 +126,8 @@ func (r *runner) fetchOnce(ctx context.Context, it *fileItem, info backends.Obje
 	}
 	var jw *journalWriter
 	if nparts >= 2 {
-		j := partJournal{Key: info.Key, Version: info.Version, Size: size, PartSize: r.opts.PartSize}
+		j := partJournal{Key: info.Key, Version: info.Version, Size: size, PartSize: r.opts.PartSize,
+			Boot: r.boot, Synced: r.boot == ""}
 		for i := range nparts {
 			if done[i] {
 				j.Done = append(j.Done, i)

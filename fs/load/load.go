@@ -39,9 +39,10 @@
 //
 // An object of two parts or more (PartSize each) keeps, next to its
 // temporary file, a journal WorkDir/<hash>.json: the version being
-// fetched and the parts complete on disk (each journal write follows an
-// fdatasync of the temporary file). A run that finds a journal naming the
-// listed version fetches only the missing parts (objread.DownloadOptions
+// fetched and the parts complete (trusted within the same boot, since a
+// killed process leaves its bytes in the page cache; see partJournal). A
+// run that finds a journal naming the listed version fetches only the
+// missing parts (objread.DownloadOptions
 // Done); one naming another version (the object was replaced) starts the
 // object afresh. A single-part object restarts from zero. On success
 // WorkDir is removed and the filesystem synced (syncfs), so the
@@ -230,6 +231,7 @@ type runner struct {
 	root   *os.Root // nil in a dry run of a missing destination
 	opts   Options
 	xattrs atomic.Bool // false once the filesystem refused one
+	boot   string      // the kernel's boot id, "" if unknown (see partJournal)
 
 	tracker    *progress.Tracker
 	fetched    atomic.Int64
@@ -249,7 +251,7 @@ func Run(ctx context.Context, b backends.Backend, dir string, opts Options) (Res
 		opts.PartSize = DefaultPartSize
 	}
 	opts.PartSize = max(opts.PartSize, MinPartSize)
-	r := &runner{b: b, dir: dir, opts: opts, tracker: opts.Tracker}
+	r := &runner{b: b, dir: dir, opts: opts, tracker: opts.Tracker, boot: bootID()}
 	if r.tracker == nil {
 		r.tracker = &progress.Tracker{}
 	}

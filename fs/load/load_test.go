@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -518,4 +519,64 @@ func TestLocked(t *testing.T) {
 	if _, err := Run(t.Context(), s.b, dir, opts()); !errors.Is(err, ErrLocked) {
 		t.Errorf("second load: %v", err)
 	}
+}
+
+// TestJournalOfAnotherBootIsNotTrusted: parts journaled without an fsync
+// are reused only within their boot; after a reboot (a journal naming
+// another boot id) the object is fetched afresh, never assembled from bytes
+// a crash may have lost.
+func TestJournalOfAnotherBootIsNotTrusted(t *testing.T) {
+	s := newStore(t)
+	big := random(t, 6*part)
+	s.put(t, "big.bin", big, time.Now(), "")
+	dir := t.TempDir()
+	interrupted(t, s, dir, "big.bin", 3)
+	_, journal := workNames("big.bin")
+	j := loadJournal(mustRoot(t, dir), journal)
+	if j == nil || len(j.Done) < 3 || j.Synced != (bootID() == "") || j.Boot != bootID() {
+		t.Fatalf("journal after the interrupted run: %+v (boot %q)", j, bootID())
+	}
+	j.Boot = "another-boot"
+	b, err := json.Marshal(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, journal), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(t.Context(), s.b, dir, opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameTree(t, dir, map[string][]byte{"big.bin": big})
+	if res.Bytes != int64(len(big)) {
+		t.Errorf("re-run after a reboot fetched %d bytes, want all %d", res.Bytes, len(big))
+	}
+}
+
+func TestJournalTrusted(t *testing.T) {
+	for _, c := range []struct {
+		j    partJournal
+		boot string
+		want bool
+	}{
+		{partJournal{Boot: "b1"}, "b1", true},
+		{partJournal{Boot: "b1"}, "b2", false},
+		{partJournal{}, "", false},
+		{partJournal{Synced: true}, "b2", true},
+	} {
+		if got := c.j.trusted(c.boot); got != c.want {
+			t.Errorf("%+v trusted(%q) = %v, want %v", c.j, c.boot, got, c.want)
+		}
+	}
+}
+
+func mustRoot(t *testing.T, dir string) *os.Root {
+	t.Helper()
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
 }

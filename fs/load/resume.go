@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/ferryio/ferry/backends"
@@ -32,14 +33,40 @@ func workNames(key string) (part, journal string) {
 
 // partJournal is the resume state of one large object, saved as JSON next
 // to its temporary file: the object version the temporary file holds parts
-// of, and which parts (of PartSize bytes, numbered from 0) are complete and
-// on disk.
+// of, and which parts (of PartSize bytes, numbered from 0) are complete.
+//
+// Boot is the kernel's boot id when the parts were written. A process that
+// is killed (the container restart this is for) leaves its written bytes in
+// the page cache, where the next process reads them, so within one boot a
+// part is journaled as soon as it is written, with no fsync in the way of
+// the download. After a reboot unsynced bytes may be lost, so a journal of
+// another boot is not trusted and the object is fetched afresh. Where the
+// boot id cannot be read, every journal write follows an fdatasync of the
+// temporary file instead, and Synced says so: such a journal is trusted
+// across reboots.
 type partJournal struct {
 	Key      string           `json:"key"`
 	Version  backends.Version `json:"version"`
 	Size     int64            `json:"size"`
 	PartSize int64            `json:"part_size"`
 	Done     []int            `json:"done"`
+	Boot     string           `json:"boot,omitempty"`
+	Synced   bool             `json:"synced,omitempty"`
+}
+
+// trusted reports whether the parts j records can be reused by a process
+// running in boot (see partJournal).
+func (j *partJournal) trusted(boot string) bool {
+	return j.Synced || (j.Boot != "" && j.Boot == boot)
+}
+
+// bootID returns the kernel's boot id, or "" where it cannot be read.
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // loadJournal reads the journal at name. It returns nil when there is none
@@ -98,9 +125,10 @@ func (j *partJournal) covered(size, partSize int64) func(int) bool {
 // and rewrites the journal with every part recorded so far; callers that
 // arrive meanwhile wait for the next such write. partDone returns only once
 // its part is journaled, so a worker never fetches a new part while its
-// last one is unrecorded: a kill loses at most the parts in flight. A part
-// is journaled only after an fdatasync of the temporary file that covers
-// its bytes, so a journal never claims bytes a machine crash could lose.
+// last one is unrecorded: a kill loses at most the parts in flight. When the
+// journal is Synced, a part is journaled only after an fdatasync of the
+// temporary file that covers its bytes; otherwise the journal is trusted
+// only within its boot (see partJournal).
 type journalWriter struct {
 	root *os.Root
 	name string
@@ -168,8 +196,10 @@ func (w *journalWriter) save() error {
 }
 
 func (w *journalWriter) write(j partJournal) error {
-	if err := fdatasync(w.file); err != nil {
-		return err
+	if j.Synced {
+		if err := fdatasync(w.file); err != nil {
+			return err
+		}
 	}
 	b, err := json.Marshal(j)
 	if err != nil {

@@ -22,6 +22,7 @@ var ErrNoChecksum = errors.New("no checksum from store")
 const (
 	MD5    = "md5"
 	CRC32C = "crc32c"
+	CRC32  = "crc32"
 )
 
 // Verify reads the bytes [0, size) of r sequentially and compares their MD5
@@ -50,9 +51,10 @@ func Verify(ctx context.Context, r io.ReaderAt, size int64, sums backends.Checks
 
 // summer hashes a byte stream with the checksums it is to be compared with.
 type summer struct {
-	want backends.Checksums
-	md5  hash.Hash   // nil when MD5 is not checked
-	crc  hash.Hash32 // nil when CRC32C is not checked
+	want  backends.Checksums
+	md5   hash.Hash   // nil when MD5 is not checked
+	crc   hash.Hash32 // nil when CRC32C is not checked
+	crc32 hash.Hash32 // nil when CRC32 (IEEE) is not checked
 }
 
 func newSummer(want backends.Checksums) (*summer, error) {
@@ -69,6 +71,12 @@ func newSummer(want backends.Checksums) (*summer, error) {
 		}
 		s.crc = crc32.New(crc32.MakeTable(crc32.Castagnoli))
 	}
+	if n := len(want.CRC32); n > 0 {
+		if n != crc32.Size {
+			return nil, fmt.Errorf("objread: store's crc32 is %d bytes, want %d", n, crc32.Size)
+		}
+		s.crc32 = crc32.NewIEEE()
+	}
 	return s, nil
 }
 
@@ -77,6 +85,9 @@ func (s *summer) names() []string {
 	var n []string
 	if s.crc != nil {
 		n = append(n, CRC32C)
+	}
+	if s.crc32 != nil {
+		n = append(n, CRC32)
 	}
 	if s.md5 != nil {
 		n = append(n, MD5)
@@ -90,6 +101,9 @@ func (s *summer) write(p []byte) {
 	}
 	if s.crc != nil {
 		s.crc.Write(p)
+	}
+	if s.crc32 != nil {
+		s.crc32.Write(p)
 	}
 }
 
@@ -119,6 +133,11 @@ func (s *summer) check() error {
 	if s.crc != nil {
 		if got := s.crc.Sum(nil); !bytes.Equal(got, s.want.CRC32C) {
 			errs = append(errs, fmt.Errorf("%w: %s expected %x, got %x", backends.ErrChecksum, CRC32C, s.want.CRC32C, got))
+		}
+	}
+	if s.crc32 != nil {
+		if got := s.crc32.Sum(nil); !bytes.Equal(got, s.want.CRC32) {
+			errs = append(errs, fmt.Errorf("%w: %s expected %x, got %x", backends.ErrChecksum, CRC32, s.want.CRC32, got))
 		}
 	}
 	if s.md5 != nil {

@@ -76,3 +76,29 @@ func TestVerifyErrors(t *testing.T) {
 		t.Errorf("cancelled: %v", err)
 	}
 }
+
+// TestVerifyCRC32IEEE: S3's CRC32 (IEEE) full-object checksum, "123456789"
+// -> cbf43926, and preferCRC picking the cheapest known checksum.
+func TestVerifyCRC32IEEE(t *testing.T) {
+	ctx := context.Background()
+	ieee := unhex(t, "cbf43926")
+	if err := Verify(ctx, strings.NewReader("123456789"), 9, backends.Checksums{CRC32: ieee}); err != nil {
+		t.Errorf("Verify(crc32 %x): %v", ieee, err)
+	}
+	err := Verify(ctx, strings.NewReader("123456780"), 9, backends.Checksums{CRC32: ieee})
+	if !errors.Is(err, backends.ErrChecksum) || !strings.Contains(err.Error(), CRC32+" expected cbf43926") {
+		t.Errorf("changed byte: %v; want ErrChecksum naming crc32", err)
+	}
+	md := unhex(t, "25f9e794323b453885f5181f1b624d0b")
+	crc := unhex(t, "e3069283")
+	for _, c := range []struct{ in, want backends.Checksums }{
+		{backends.Checksums{MD5: md, CRC32: ieee, CRC32C: crc}, backends.Checksums{CRC32C: crc}},
+		{backends.Checksums{MD5: md, CRC32: ieee}, backends.Checksums{CRC32: ieee}},
+		{backends.Checksums{MD5: md}, backends.Checksums{MD5: md}},
+	} {
+		got := preferCRC(c.in)
+		if !bytes.Equal(got.CRC32C, c.want.CRC32C) || !bytes.Equal(got.CRC32, c.want.CRC32) || !bytes.Equal(got.MD5, c.want.MD5) {
+			t.Errorf("preferCRC(%+v) = %+v, want %+v", c.in, got, c.want)
+		}
+	}
+}
