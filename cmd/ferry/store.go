@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferryio/ferry/backends/storeurl"
 	"github.com/ferryio/ferry/fs/load"
+	"github.com/ferryio/ferry/fs/objmeta"
 	"github.com/ferryio/ferry/fs/progress"
 	"github.com/ferryio/ferry/fs/store"
 )
@@ -133,12 +134,12 @@ func (f *storeFlags) run(ctx context.Context, args []string, out io.Writer) erro
 }
 
 // mtimeFormat is rclone's mtime metadata format on each provider.
-func mtimeFormat(provider string) store.MtimeFormat {
+func mtimeFormat(provider string) objmeta.MtimeFormat {
 	switch provider {
 	case storeurl.S3:
-		return store.MtimeUnixFloat
+		return objmeta.MtimeUnixFloat
 	case storeurl.GCS:
-		return store.MtimeRFC3339Goog
+		return objmeta.MtimeRFC3339Goog
 	}
-	return store.MtimeRFC3339
+	return objmeta.MtimeRFC3339
 }

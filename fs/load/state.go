@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferryio/ferry/backends"
-	"github.com/ferryio/ferry/fs/store"
+	"github.com/ferryio/ferry/fs/objmeta"
 )
 
 // XattrName is the extended attribute in which load records, on each file
@@ -157,7 +157,7 @@ func staleReason(st localState, obj backends.ObjectInfo) string {
 	}
 	mtime := st.info.ModTime()
 	if st.noXattr {
-		if t, ok := store.ParseMtime(obj.Metadata); ok {
+		if t, ok := objmeta.ParseMtime(obj.Metadata); ok {
 			if !mtime.Equal(t) {
 				return "mtime differs"
 			}
@@ -196,11 +196,11 @@ func ctime(fi fs.FileInfo) time.Time {
 // goog-reserved-file-mtime) when present, else the store's Last-Modified;
 // the "mode" metadata's permission bits when present, else 0644.
 func fileTimes(info backends.ObjectInfo) (time.Time, fs.FileMode) {
-	mtime, ok := store.ParseMtime(info.Metadata)
+	mtime, ok := objmeta.ParseMtime(info.Metadata)
 	if !ok {
 		mtime = info.ModTime
 	}
-	mode, ok := store.ParseMode(info.Metadata)
+	mode, ok := objmeta.ParseMode(info.Metadata)
 	if !ok {
 		mode = 0o644
 	}

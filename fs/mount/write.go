@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferryio/ferry/backends"
 	"github.com/ferryio/ferry/fs/journal"
+	"github.com/ferryio/ferry/fs/objmeta"
 	"github.com/ferryio/ferry/fs/store"
 )
 
@@ -27,7 +28,7 @@ type WriteOptions struct {
 	// journal written for another target is refused.
 	Target string
 	// MtimeFormat is how "mtime" metadata is written.
-	MtimeFormat store.MtimeFormat
+	MtimeFormat objmeta.MtimeFormat
 	// WriteBack delays the upload of a closed file by this long (0: it is
 	// uploaded before close returns). fsync always uploads at once.
 	WriteBack time.Duration

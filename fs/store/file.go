@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferryio/ferry/backends"
 	"github.com/ferryio/ferry/fs/journal"
+	"github.com/ferryio/ferry/fs/objmeta"
 	"github.com/ferryio/ferry/fs/progress"
 )
 
@@ -22,7 +23,7 @@ import (
 type FileOptions struct {
 	// Store receives the object (keys relative to its prefix).
 	Store       backends.Backend
-	MtimeFormat MtimeFormat
+	MtimeFormat objmeta.MtimeFormat
 	// PartSize and Concurrency as in Options (0: the defaults).
 	PartSize    int64
 	Concurrency int
@@ -49,8 +50,8 @@ func UploadFile(ctx context.Context, o FileOptions, j *journal.Journal, e journa
 	if e.Upload != nil {
 		u.resume = &e
 	}
-	opts := backends.PutOptions{ContentType: contentType(e.Key),
-		Metadata: metadata(o.MtimeFormat, e.ModTime, u.item.Mode), Checksums: e.Sums}
+	opts := backends.PutOptions{ContentType: objmeta.ContentType(e.Key),
+		Metadata: objmeta.Metadata(o.MtimeFormat, e.ModTime, u.item.Mode), Checksums: e.Sums}
 	var info backends.ObjectInfo
 	if ps, multi := r.partSize(u); multi {
 		info, err = r.multipart(ctx, f, u, opts, ps)
@@ -68,7 +69,7 @@ func UploadFile(ctx context.Context, o FileOptions, j *journal.Journal, e journa
 func PutMarker(ctx context.Context, o FileOptions, key string, mtime time.Time, perm fs.FileMode) (backends.ObjectInfo, error) {
 	sum := md5.Sum(nil)
 	opts := backends.PutOptions{ContentType: dirContentType,
-		Metadata:  metadata(o.MtimeFormat, mtime, fs.ModeDir|perm&fs.ModePerm),
+		Metadata:  objmeta.Metadata(o.MtimeFormat, mtime, fs.ModeDir|perm&fs.ModePerm),
 		Checksums: backends.Checksums{MD5: sum[:], CRC32C: emptyCRC32C}}
 	info, err := o.Store.Put(ctx, key, bytes.NewReader(nil), 0, opts)
 	if err != nil {

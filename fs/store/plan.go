@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferryio/ferry/backends"
 	"github.com/ferryio/ferry/fs/journal"
+	"github.com/ferryio/ferry/fs/objmeta"
 )
 
 // plan is what a run has to do.
@@ -209,7 +210,7 @@ func (r *runner) decide(ctx context.Context, it localItem, obj backends.ObjectIn
 		}
 		obj.Metadata, obj.Version = st.Metadata, st.Version
 	}
-	if !sameMtime(obj.Metadata, it.ModTime) {
+	if !objmeta.SameMtime(obj.Metadata, it.ModTime) {
 		return up, nil
 	}
 	r.record(path, sumRecord{Size: it.Size, MtimeNS: it.ModTime.UnixNano(), Ino: it.Ino, Sums: sums, Target: tid, ETag: obj.Version.ETag})

@@ -93,6 +93,7 @@ import (
 
 	"github.com/ferryio/ferry/backends"
 	"github.com/ferryio/ferry/fs/journal"
+	"github.com/ferryio/ferry/fs/objmeta"
 	"github.com/ferryio/ferry/fs/progress"
 )
 
@@ -137,7 +138,7 @@ type Options struct {
 	Target string
 	// MtimeFormat is how "mtime" metadata is written (rclone's format for
 	// the store's provider).
-	MtimeFormat MtimeFormat
+	MtimeFormat objmeta.MtimeFormat
 	// JournalDir is where the journal lives; default
 	// Dir/JournalDirName. It must survive a restart to allow a resume.
 	JournalDir string

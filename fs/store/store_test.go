@@ -21,6 +21,7 @@ import (
 	"github.com/ferryio/ferry/backends/metered"
 	"github.com/ferryio/ferry/backends/prefix"
 	"github.com/ferryio/ferry/fs/journal"
+	"github.com/ferryio/ferry/fs/objmeta"
 )
 
 // events collects Events for assertions.
@@ -164,11 +165,11 @@ func TestStoreThenRerunListsOnly(t *testing.T) {
 		if !bytes.Equal(got, data) {
 			t.Fatalf("%s: content differs", name)
 		}
-		if mt, ok := ParseMtime(info.Metadata); !ok || !mt.Equal(t0) {
+		if mt, ok := objmeta.ParseMtime(info.Metadata); !ok || !mt.Equal(t0) {
 			t.Fatalf("%s: mtime metadata %q, want %v", name, info.Metadata, t0)
 		}
-		if info.Metadata[MetaMode] != "0100640" {
-			t.Fatalf("%s: mode metadata %q", name, info.Metadata[MetaMode])
+		if info.Metadata[objmeta.MetaMode] != "0100640" {
+			t.Fatalf("%s: mode metadata %q", name, info.Metadata[objmeta.MetaMode])
 		}
 	}
 	if _, info := get(t, b, "sub/b.json"); info.ContentType != "application/json" {
@@ -294,8 +295,8 @@ func TestUpToDateByChecksumWithoutRecord(t *testing.T) {
 	if res.Uploaded != 1 || res.UpToDate != 6 {
 		t.Fatalf("result = %+v, want a.txt uploaded, the rest up to date", res)
 	}
-	if _, info := get(t, b, "a.txt"); !strings.HasPrefix(info.Metadata[MetaMtime], "2023-11-14T22:13:21.") {
-		t.Fatalf("mtime after touch = %q", info.Metadata[MetaMtime])
+	if _, info := get(t, b, "a.txt"); !strings.HasPrefix(info.Metadata[objmeta.MetaMtime], "2023-11-14T22:13:21.") {
+		t.Fatalf("mtime after touch = %q", info.Metadata[objmeta.MetaMtime])
 	}
 }
 

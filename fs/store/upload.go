@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferryio/ferry/backends"
 	"github.com/ferryio/ferry/fs/journal"
+	"github.com/ferryio/ferry/fs/objmeta"
 )
 
 // dirContentType is the content type of directory markers.
@@ -132,8 +133,8 @@ func (r *runner) store(ctx context.Context, u *upload) error {
 	if fi, err := f.Stat(); err != nil || !sameState(stateOf(fi), u.item.fileState) {
 		return fmt.Errorf("%s: %w", u.item.Rel, ErrChanged)
 	}
-	opts := backends.PutOptions{ContentType: contentType(u.item.Rel),
-		Metadata: metadata(r.o.MtimeFormat, u.item.ModTime, u.item.Mode), Checksums: u.sums}
+	opts := backends.PutOptions{ContentType: objmeta.ContentType(u.item.Rel),
+		Metadata: objmeta.Metadata(r.o.MtimeFormat, u.item.ModTime, u.item.Mode), Checksums: u.sums}
 	var info backends.ObjectInfo
 	if ps, multi := r.partSize(u); multi {
 		info, err = r.multipart(ctx, f, u, opts, ps)
@@ -194,7 +195,7 @@ var emptyCRC32C = []byte{0, 0, 0, 0}
 func (r *runner) putMarker(ctx context.Context, u *upload) error {
 	emptyMD5 := md5.Sum(nil)
 	opts := backends.PutOptions{ContentType: dirContentType,
-		Metadata:  metadata(r.o.MtimeFormat, u.item.ModTime, u.item.Mode),
+		Metadata:  objmeta.Metadata(r.o.MtimeFormat, u.item.ModTime, u.item.Mode),
 		Checksums: backends.Checksums{MD5: emptyMD5[:], CRC32C: emptyCRC32C}}
 	if _, err := r.put(ctx, u.item.Key, bytes.NewReader(nil), 0, opts); err != nil {
 		return fmt.Errorf("store %s: %w", u.item.Key, err)

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/ferryio/ferry/backends"
-	"github.com/ferryio/ferry/fs/store"
+	"github.com/ferryio/ferry/fs/objmeta"
 )
 
 // Tests of `ferry mount --read-write`: what editors, tar and git do inside
@@ -164,7 +164,7 @@ func TestMountRWEditorTarGit(t *testing.T) {
 				t.Errorf("no marker for the empty directory; keys: %q", storeKeys(t, b))
 			}
 			_, info, _ := getObject(t, b, "tree/a.txt")
-			if mt, ok := store.ParseMtime(info.Metadata); !ok || !mt.Equal(old) {
+			if mt, ok := objmeta.ParseMtime(info.Metadata); !ok || !mt.Equal(old) {
 				t.Errorf("tree/a.txt has mtime metadata %v (%v), want %v (set by tar)", mt, ok, old)
 			}
 			if d := diffSums(treeSums(t, m.path("tree")), treeSums(t, filepath.Join(src, "tree"))); len(d) > 0 {

@@ -1,4 +1,4 @@
-package store
+package objmeta
 
 import (
 	"io/fs"
@@ -15,9 +15,9 @@ func TestMtimeFormatsRoundTrip(t *testing.T) {
 	}
 	for _, f := range []MtimeFormat{MtimeRFC3339, MtimeUnixFloat, MtimeRFC3339Goog} {
 		for _, mt := range times {
-			md := metadata(f, mt, 0o644)
+			md := Metadata(f, mt, 0o644)
 			got, ok := ParseMtime(md)
-			if !ok || !got.Equal(mt) || !sameMtime(md, mt) {
+			if !ok || !got.Equal(mt) || !SameMtime(md, mt) {
 				t.Errorf("format %d: %v -> %q -> %v", f, mt, md[MetaMtime], got)
 			}
 		}
@@ -26,11 +26,11 @@ func TestMtimeFormatsRoundTrip(t *testing.T) {
 	if got, _ := ParseMtime(map[string]string{"mtime": "1700000000.5"}); !got.Equal(time.Unix(1700000000, 5e8)) {
 		t.Errorf("rclone S3 float: %v", got)
 	}
-	if md := metadata(MtimeUnixFloat, time.Unix(1700000000, 5), 0); md[MetaMtime] != "1700000000.000000005" {
+	if md := Metadata(MtimeUnixFloat, time.Unix(1700000000, 5), 0); md[MetaMtime] != "1700000000.000000005" {
 		t.Errorf("S3 mtime written as %q", md[MetaMtime])
 	}
 	goog := map[string]string{MetaGoogMtime: "1700000000"}
-	if got, ok := ParseMtime(goog); !ok || !got.Equal(time.Unix(1700000000, 0)) || !sameMtime(goog, time.Unix(1700000000, 999)) {
+	if got, ok := ParseMtime(goog); !ok || !got.Equal(time.Unix(1700000000, 0)) || !SameMtime(goog, time.Unix(1700000000, 999)) {
 		t.Errorf("gsutil mtime: %v %v", got, ok)
 	}
 	for _, bad := range []map[string]string{nil, {"mtime": "yesterday"}, {MetaGoogMtime: "x"}} {
@@ -47,31 +47,12 @@ func TestModeMetadata(t *testing.T) {
 		0o4755 | fs.ModeSetuid: "0104755",
 		fs.ModeSticky | 0o777:  "0101777",
 	} {
-		md := metadata(MtimeRFC3339, time.Unix(0, 0), m)
+		md := Metadata(MtimeRFC3339, time.Unix(0, 0), m)
 		if md[MetaMode] != want {
 			t.Errorf("mode %v -> %q, want %q", m, md[MetaMode], want)
 		}
 		if p, ok := ParseMode(md); !ok || p != m.Perm() {
 			t.Errorf("ParseMode(%q) = %v, %v", md[MetaMode], p, ok)
-		}
-	}
-}
-
-func TestSumRecordEncoding(t *testing.T) {
-	r := sumRecord{Size: 5, MtimeNS: 42, Ino: 7, Target: "0011223344556677", ETag: `"abc-2"`}
-	r.Sums.MD5 = make([]byte, 16)
-	r.Sums.CRC32C = []byte{1, 2, 3, 4}
-	got, ok := decodeRecord(r.encode())
-	if !ok || got.Size != 5 || got.MtimeNS != 42 || got.Ino != 7 || got.ETag != r.ETag || got.Target != r.Target || string(got.Sums.CRC32C) != string(r.Sums.CRC32C) {
-		t.Fatalf("round trip: %+v %v", got, ok)
-	}
-	r.Target, r.ETag = "", ""
-	if got, ok := decodeRecord(r.encode()); !ok || got.Target != "" || got.ETag != "" {
-		t.Fatalf("without target: %+v %v", got, ok)
-	}
-	for _, bad := range []string{"", "ferry1 1 2 3", "ferry2 5 42 7 00000000000000000000000000000000 01020304 - -", "ferry1 5 42 7 zz 01020304 - -"} {
-		if _, ok := decodeRecord([]byte(bad)); ok {
-			t.Errorf("decodeRecord(%q) ok", bad)
 		}
 	}
 }

@@ -1,4 +1,8 @@
-package store
+// Package objmeta is the user metadata ferry reads and writes on objects:
+// a file's mtime and mode, in the keys and formats rclone uses on each
+// store (so either tool sees the other's times), and a content type from
+// the file name. load, store and the read-write mount share it.
+package objmeta
 
 import (
 	"fmt"
@@ -42,9 +46,9 @@ const (
 	MtimeRFC3339Goog
 )
 
-// metadata is the user metadata for a file or directory with mtime and
+// Metadata is the user metadata for a file or directory with mtime and
 // mode.
-func metadata(f MtimeFormat, mtime time.Time, mode fs.FileMode) map[string]string {
+func Metadata(f MtimeFormat, mtime time.Time, mode fs.FileMode) map[string]string {
 	md := map[string]string{MetaMode: "0" + strconv.FormatUint(uint64(unixMode(mode)), 8)}
 	switch f {
 	case MtimeUnixFloat:
@@ -153,18 +157,18 @@ func ParseMode(md map[string]string) (fs.FileMode, bool) {
 	return fs.FileMode(n & 0o777), true
 }
 
-// contentType is the MIME type for name's extension, or
+// ContentType is the MIME type for name's extension, or
 // application/octet-stream.
-func contentType(name string) string {
+func ContentType(name string) string {
 	if t := mime.TypeByExtension(filepath.Ext(name)); t != "" {
 		return t
 	}
 	return "application/octet-stream"
 }
 
-// sameMtime reports whether the metadata's mtime equals t at the precision
+// SameMtime reports whether the metadata's mtime equals t at the precision
 // the metadata carries (whole seconds for gsutil's key alone).
-func sameMtime(md map[string]string, t time.Time) bool {
+func SameMtime(md map[string]string, t time.Time) bool {
 	got, ok := ParseMtime(md)
 	if !ok {
 		return false
