@@ -1,13 +1,19 @@
 package backendtest
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"iter"
 	"slices"
+	"strings"
 	"testing"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ferryio/ferry/backends"
+	"github.com/ferryio/ferry/backends/walk"
 )
 
 func listCases() []testCase {
@@ -17,6 +23,7 @@ func listCases() []testCase {
 		{"List/Entries", testListEntries},
 		{"ListDir", testListDir},
 		{"ListDir/Empty", testListDirEmpty},
+		{"List/Walk", testListWalk},
 	}
 }
 
@@ -232,4 +239,90 @@ func testListDirEmpty(t *testing.T, s suite) {
 	if got := listKeys(t, b.List(t.Context(), "")); !slices.Equal(got, []string{"kept"}) {
 		t.Fatalf("List(\"\") = %q, want [kept]", got)
 	}
+}
+
+// testListWalk checks that walk.List, which expands ListDir listings
+// concurrently, yields exactly what List yields: same keys in the same byte
+// order (across file/"directory" names that sort around '/'), markers
+// included, same sizes and versions; that it may be stopped early; and that
+// a cancelled context ends it with an error.
+func testListWalk(t *testing.T, s suite) {
+	b := s.newStore(t)
+	keys := append(slices.Clone(orderKeys),
+		"w/", "w/d1/", "w/d1/x", "w/d1/y/", "w/d2/a/b/c", "w/d2/a-", "w/d20/q", "w/e")
+	for i := range 30 {
+		keys = append(keys, fmt.Sprintf("w/many/%02d/f%d", i%6, i))
+	}
+	g, ctx := errgroup.WithContext(t.Context())
+	g.SetLimit(16)
+	for i, k := range keys {
+		g.Go(func() error {
+			data := pattern(i, byte(i))
+			if strings.HasSuffix(k, "/") {
+				data = nil // a marker holds no bytes
+			}
+			_, err := b.Put(ctx, k, bytes.NewReader(data), int64(len(data)), backends.PutOptions{})
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatalf("putting %d keys: %v", len(keys), err)
+	}
+	collect := func(seq iter.Seq2[backends.Entry, error]) []backends.Entry {
+		var out []backends.Entry
+		for e, err := range seq {
+			if err != nil {
+				t.Fatalf("listing failed after %d entries: %v", len(out), err)
+			}
+			out = append(out, e)
+		}
+		return out
+	}
+	for _, prefix := range []string{"", "a", "a/", "w/", "w/d2", "w/many/", "zz/", "nothing/", "a/c/d/"} {
+		want := collect(b.List(t.Context(), prefix))
+		for _, conc := range []int{1, 3} {
+			got := collect(walk.List(t.Context(), b, prefix, walk.Options{Concurrency: conc}))
+			if len(got) != len(want) {
+				t.Errorf("walk.List(%q, concurrency %d) gave %d entries, List %d:\n  %q\n  %q",
+					prefix, conc, len(got), len(want), entryKeys(got), entryKeys(want))
+				continue
+			}
+			for i := range got {
+				g, w := got[i], want[i]
+				if g.Key != w.Key || g.IsPrefix || g.Size != w.Size || g.Version != w.Version {
+					t.Errorf("walk.List(%q, concurrency %d) entry %d = %+v, List has %+v", prefix, conc, i, g, w)
+					break
+				}
+			}
+		}
+	}
+	count := 0
+	for _, err := range walk.List(t.Context(), b, "w/", walk.Options{Concurrency: 2}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if count++; count == 4 {
+			break
+		}
+	}
+	if count != 4 {
+		t.Fatalf("early break: counted %d entries, want 4", count)
+	}
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	var last error
+	for _, err := range walk.List(cancelled, b, "w/", walk.Options{}) {
+		last = err
+	}
+	if !errors.Is(last, context.Canceled) {
+		t.Fatalf("walk.List with a cancelled context ended with %v, want context.Canceled", last)
+	}
+}
+
+func entryKeys(es []backends.Entry) []string {
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = e.Key
+	}
+	return out
 }

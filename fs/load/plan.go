@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/ferryio/ferry/backends"
+	"github.com/ferryio/ferry/backends/walk"
 	"github.com/ferryio/ferry/fs/namespace"
 )
 
@@ -31,7 +32,7 @@ func reserved(key string) bool {
 // buildPlan lists the store (or, in replay, takes the manifest after
 // checking it against the listing) and maps every key through namespace.
 func (r *runner) buildPlan(ctx context.Context) (*plan, error) {
-	src := r.b.List(ctx, "")
+	src := r.list(ctx)
 	var exact map[string]bool
 	if r.opts.Manifest != nil {
 		objs, ex, err := r.checkManifest(ctx)
@@ -258,4 +259,11 @@ func (p *plan) loaded() iter.Seq[ManifestObject] {
 			}
 		}
 	}
+}
+
+// list streams the store's listing of the prefix, directories listed
+// Concurrency at a time (see package walk): one LIST per directory, in the
+// order and with the contract of Backend.List.
+func (r *runner) list(ctx context.Context) iter.Seq2[backends.Entry, error] {
+	return walk.List(ctx, r.b, "", walk.Options{Concurrency: r.opts.Concurrency})
 }

@@ -52,7 +52,7 @@ func (r *runner) checkManifest(ctx context.Context) ([]backends.ObjectInfo, map[
 		want[o.Key] = o
 	}
 	listed := map[string]backends.ObjectInfo{}
-	for e, err := range r.b.List(ctx, "") {
+	for e, err := range r.list(ctx) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("list %s: %w", r.b, err)
 		}

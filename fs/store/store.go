@@ -92,6 +92,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/ferryio/ferry/backends"
+	"github.com/ferryio/ferry/backends/walk"
 	"github.com/ferryio/ferry/fs/journal"
 	"github.com/ferryio/ferry/fs/objmeta"
 	"github.com/ferryio/ferry/fs/progress"
@@ -342,10 +343,11 @@ func (r *runner) run(ctx context.Context, dirMtime time.Time) (err error) {
 	return r.execute(ctx, p)
 }
 
-// list reads the whole listing of the prefix into a map by key.
+// list reads the whole listing of the prefix into a map by key, directories
+// listed Concurrency at a time (see package walk).
 func (r *runner) list(ctx context.Context) (map[string]backends.ObjectInfo, error) {
 	remote := map[string]backends.ObjectInfo{}
-	for e, err := range r.o.Store.List(ctx, "") {
+	for e, err := range walk.List(ctx, r.o.Store, "", walk.Options{Concurrency: r.o.Concurrency}) {
 		if err != nil {
 			return nil, fmt.Errorf("list %s: %w", r.o.Target, err)
 		}

@@ -210,8 +210,16 @@ type bareListing struct {
 }
 
 func (b bareListing) List(ctx context.Context, p string) iter.Seq2[backends.Entry, error] {
+	return bare(b.Backend.List(ctx, p))
+}
+
+func (b bareListing) ListDir(ctx context.Context, p string) iter.Seq2[backends.Entry, error] {
+	return bare(b.Backend.ListDir(ctx, p))
+}
+
+func bare(seq iter.Seq2[backends.Entry, error]) iter.Seq2[backends.Entry, error] {
 	return func(yield func(backends.Entry, error) bool) {
-		for e, err := range b.Backend.List(ctx, p) {
+		for e, err := range seq {
 			e.Checksums, e.Metadata, e.ContentType = backends.Checksums{}, nil, ""
 			if !yield(e, err) {
 				return

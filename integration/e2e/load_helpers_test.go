@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
@@ -92,6 +93,21 @@ func expectTree(t *testing.T, dir string, want map[string][]byte) {
 			t.Errorf("%s: in %s but not expected", k, dir)
 		}
 	}
+}
+
+// listingRequests is the summary's "requests" field of a run that only
+// listed objs: one LIST per directory (the prefix itself and every
+// "dir/" above a key), as ferry lists a tree directory by directory.
+func listingRequests(objs map[string][]byte) string {
+	dirs := map[string]bool{"": true}
+	for k := range objs {
+		for i, c := range k {
+			if c == '/' {
+				dirs[k[:i+1]] = true
+			}
+		}
+	}
+	return fmt.Sprintf("LIST=%d", len(dirs))
 }
 
 // treeOf is the local tree a set of objects becomes: the files, the
