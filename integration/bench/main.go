@@ -3,10 +3,12 @@
 // server-side request counts (read from MinIO's own metrics, so every tool is
 // counted the same way).
 //
-//	go run ./integration/bench [-jobs load,store,mount] [-datasets large,small] [-runs 3] [-scale 1]
+//	go run ./integration/bench [-jobs load,store,mount] [-datasets large,small,large-md5] [-runs 3] [-scale 1]
 //
 // Datasets: large = 4 x 256 MiB objects, small = 10,000 x 4 KiB objects in
-// 100 directories; -scale shrinks both (0.1 for a quick look). The ferry
+// 100 directories, both with a full-object CRC32 per object as the AWS SDKs
+// write by default; large-md5 = large with only the MD5 ETag (load only).
+// -scale shrinks them (0.1 for a quick look). The ferry
 // binary is $FERRY_BIN (make bench builds it). Peers: Debian's rclone and
 // s3fs. rclone 1.60 cannot build its HTTP client when AWS_CA_BUNDLE is set,
 // so the peers run without it (ferry runs with it, as users have it).
@@ -35,7 +37,7 @@ type config struct {
 func main() {
 	var cfg config
 	jobs := flag.String("jobs", "load,store,mount", "comma-separated jobs to measure: load, store, mount")
-	datasets := flag.String("datasets", "large,small", "comma-separated datasets: large, small")
+	datasets := flag.String("datasets", "large,small,large-md5", "comma-separated datasets: large, small, large-md5 (large without CRC32s, load only)")
 	flag.IntVar(&cfg.runs, "runs", 3, "runs per measurement; the median time is reported")
 	flag.Float64Var(&cfg.scale, "scale", 1, "dataset size factor (1 = 4 x 256 MiB and 10,000 x 4 KiB)")
 	flag.Parse()
@@ -77,6 +79,9 @@ func run(ctx context.Context, cfg config) error {
 			return err
 		}
 		for _, job := range cfg.jobs {
+			if ds.jobs != nil && !slices.Contains(ds.jobs, job) {
+				continue
+			}
 			var err error
 			switch job {
 			case "load":
@@ -99,10 +104,12 @@ func run(ctx context.Context, cfg config) error {
 
 // dataset is a set of objects under one prefix.
 type dataset struct {
-	name  string
-	files int   // number of objects
-	size  int64 // bytes each
-	dirs  int   // spread over this many directories (1: flat)
+	name    string
+	files   int   // number of objects
+	size    int64 // bytes each
+	dirs    int   // spread over this many directories (1: flat)
+	md5Only bool  // seeded without a CRC32: the ETag (an MD5) is the only checksum
+	jobs    []string
 }
 
 func (d dataset) bytes() int64 { return int64(d.files) * d.size }
@@ -117,7 +124,11 @@ func (d dataset) key(i int) string {
 func datasetsByName(scale float64) map[string]dataset {
 	large := dataset{name: "large", files: 4, size: int64(256 << 20 * scale), dirs: 1}
 	small := dataset{name: "small", files: max(int(10000*scale), 10), size: 4 << 10, dirs: 100}
-	return map[string]dataset{"large": large, "small": small}
+	// large-md5 is large as an older client wrote it: ferry must verify
+	// MD5, which hashes one object on one core.
+	md5 := large
+	md5.name, md5.md5Only, md5.jobs = "large-md5", true, []string{"load"}
+	return map[string]dataset{"large": large, "small": small, "large-md5": md5}
 }
 
 // result is one measured row.
