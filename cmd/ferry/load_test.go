@@ -87,11 +87,12 @@ func TestLoadExitCodes(t *testing.T) {
 		t.Errorf("dry run of an empty dir: exit %d\n%s", code, out)
 	}
 	out, code := runLoad(t, url, dir)
-	if code != exitOK || !strings.Contains(out, "requests GET=2 LIST=1") {
+	// One LIST per directory: the root and d/.
+	if code != exitOK || !strings.Contains(out, "requests GET=2 LIST=2") {
 		t.Errorf("load: exit %d\n%s", code, out)
 	}
 	out, code = runLoad(t, "--dry-run", url, dir)
-	if code != exitOK || !strings.Contains(out, "requests LIST=1,") {
+	if code != exitOK || !strings.Contains(out, "requests LIST=2,") {
 		t.Errorf("dry run when up to date: exit %d\n%s", code, out)
 	}
 

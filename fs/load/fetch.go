@@ -213,12 +213,19 @@ func verifiedText(res objread.Result, sums backends.Checksums) string {
 }
 
 func (r *runner) readOpts(workers int, size int64) objread.Options {
-	return objread.Options{
+	o := objread.Options{
 		PartSize:    r.opts.PartSize,
 		Concurrency: workers,
-		BufferSize:  int(min(r.bufSize(), max(size, 1))),
 		Logger:      r.opts.Logger,
 	}
+	// Objects smaller than a buffer get one of their size (garbage, but
+	// small); the others share the run's buffers.
+	if size < r.bufSize() {
+		o.BufferSize = int(max(size, 1))
+	} else {
+		o.Buffers = r.bufs
+	}
+	return o
 }
 
 // stat asks the store for the object's attributes and checks that it is

@@ -3,6 +3,7 @@ package objread
 import (
 	"context"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -40,11 +41,11 @@ type DownloadOptions struct {
 	// for progress bars; from several goroutines at once; it must be
 	// fast.
 	OnBytes func(n int64)
-	// Verify checks the written bytes against the pinned info's
-	// checksums, reading them back through the destination (which must
-	// then also be an io.ReaderAt, as *os.File is). When the store gave
-	// several, only the cheapest is checked (see preferCRC): as good at
-	// catching corruption, and CRCs hash several times faster than MD5.
+	// Verify checks the object's bytes against the pinned info's
+	// checksums. When the store gave several, only the cheapest is
+	// checked (see preferCRC): as good at catching corruption, and CRCs
+	// hash several times faster than MD5, and combine. See Download for
+	// how each is computed.
 	Verify bool
 }
 
@@ -58,7 +59,10 @@ type Result struct {
 	// Checked names the checksums that were compared and matched (CRC32C,
 	// MD5); empty when nothing was checked, and then Unverified says why
 	// (one of the Unverified* reasons).
-	Checked    []string
+	Checked []string
+	// ReadBack is the number of bytes read back from the destination to
+	// verify them.
+	ReadBack   int64
 	Unverified string
 }
 
@@ -66,16 +70,24 @@ type Result struct {
 // own offsets, in parts of PartSize fetched by up to Concurrency ranged
 // GETs at once, each retried as ReadAt is. Each part's body is streamed
 // into w through one BufferSize buffer per worker, so memory stays within
-// min(Concurrency, parts) * min(BufferSize, PartSize) plus one BufferSize
-// buffer when verifying, whatever the object's size.
+// min(Concurrency, parts) * min(BufferSize, PartSize) plus one buffer when
+// verifying reads back, whatever the object's size. WriteAt calls on w are
+// made one at a time (never while a body is read): buffered writes to one
+// file take its inode lock in the kernel, and concurrent writers spin on
+// it, burning the CPU the store and the other workers need.
 //
-// With Verify, a checker goroutine hashes the destination sequentially,
-// reading back (through the page cache, normally) each byte once the
-// contiguous prefix of finished parts reaches it, overlapping the
-// download; parts skipped as done, and bytes before From, are read back
-// the same way. The extra cost is one sequential read of the object from
-// the destination and the hashing CPU; the verdict is on the bytes as
-// written, not as received. A mismatch returns an error wrapping
+// With Verify, and a CRC (CRC32C or CRC32) from the store, each part is
+// hashed in flight, chunk by chunk as it is handed to w, and the parts'
+// CRCs are combined into the object's (crc32Combine); the bytes already in
+// w (before From, and parts skipped as Done) are read back through w, which
+// must then be an io.ReaderAt, by one goroutine running alongside the
+// fetches: after a resume, every byte is still covered. The verdict is on
+// the bytes received and written for fetched parts, and on the bytes as
+// read back for kept ones. With only an MD5, which cannot be combined, a
+// checker goroutine hashes the destination in order, reading back each
+// byte once the contiguous prefix of finished parts reaches it, overlapping
+// the download: one sequential read of the object (through the page cache,
+// normally) on top of the hashing. A mismatch returns an error wrapping
 // backends.ErrChecksum; without a checksum from the store Download succeeds
 // and says so in Result.Unverified.
 //
@@ -93,43 +105,76 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
+
+	tr := newTracker(o)
+	var todo []int
+	var kept []span // bytes already in w, in order, contiguous ones merged
+	keep := func(from, to int64) {
+		if n := len(kept); n > 0 && kept[n-1].to == from {
+			kept[n-1].to = to
+		} else if from < to {
+			kept = append(kept, span{from, to})
+		}
+	}
 	var res Result
+	for i := range o.Parts() {
+		off, n := o.Part(i)
+		if off+n <= opts.From || (opts.Done != nil && opts.Done(i)) {
+			tr.markDone(i)
+			res.Skipped++
+			keep(off, off+n)
+			continue
+		}
+		keep(off, max(off, opts.From))
+		todo = append(todo, i)
+	}
+
+	var cc *crcCheck
 	var chk *checker
-	switch r, readable := w.(io.ReaderAt); {
+	r, readable := w.(io.ReaderAt)
+	want := preferCRC(o.info.Checksums)
+	switch {
 	case !opts.Verify:
 		res.Unverified = UnverifiedNotRequested
-	case o.info.Checksums.IsZero():
+	case want.IsZero():
 		res.Unverified = UnverifiedNoChecksum
+	case len(want.CRC32C) > 0 || len(want.CRC32) > 0:
+		if len(kept) > 0 && !readable {
+			res.Unverified = UnverifiedNotReadable
+			break
+		}
+		c, err := newCRCCheck(o.info.Key, want, kept)
+		if err != nil {
+			return Result{}, fmt.Errorf("verify %q: %w", o.info.Key, err)
+		}
+		cc = c
 	case !readable:
 		res.Unverified = UnverifiedNotReadable
 	default:
-		s, err := newSummer(preferCRC(o.info.Checksums))
+		s, err := newSummer(want)
 		if err != nil {
 			return Result{}, fmt.Errorf("verify %q: %w", o.info.Key, err)
 		}
 		chk = &checker{key: o.info.Key, sum: s, r: r, size: size}
 	}
 
-	tr := newTracker(o)
-	var todo []int
-	for i := range o.Parts() {
-		off, n := o.Part(i)
-		if off+n <= opts.From || (opts.Done != nil && opts.Done(i)) {
-			tr.markDone(i)
-			res.Skipped++
-			continue
-		}
-		todo = append(todo, i)
-	}
-
 	workers := min(o.opts.Concurrency, max(len(todo), 1))
-	bufSize := int(min(int64(o.opts.BufferSize), max(o.opts.PartSize, 1)))
-	free := make(chan []byte, workers)
+	bufSize := int(min(int64(o.opts.BufferSize), max(o.opts.PartSize, 1), max(size, 1)))
+	bufs := o.opts.Buffers
+	if bufs == nil {
+		bufs = NewBuffers(bufSize, workers+1)
+	}
+	lw := &serialWriter{w: w}
+	var readBack atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
-	if chk != nil {
+	switch {
+	case chk != nil:
 		g.SetLimit(workers + 1)
-		g.Go(func() error { return chk.run(gctx, tr, make([]byte, bufSize)) })
-	} else {
+		g.Go(func() error { return chk.run(gctx, tr, bufs, bufSize, &readBack) })
+	case cc != nil && len(kept) > 0:
+		g.SetLimit(workers + 1)
+		g.Go(func() error { return cc.readKept(gctx, r, bufs, bufSize, &readBack) })
+	default:
 		g.SetLimit(workers)
 	}
 	var fetched atomic.Int64
@@ -141,16 +186,16 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 			if err := gctx.Err(); err != nil {
 				return err
 			}
-			var buf []byte
-			select {
-			case buf = <-free:
-			default:
-				buf = make([]byte, bufSize) // at most `workers` of them: SetLimit
-			}
-			defer func() { free <- buf }()
+			buf := bufs.get()
+			defer bufs.put(buf)
 			off, n := o.Part(i)
 			start := max(off, opts.From)
-			err := o.fetch(gctx, start, off+n-start, copyInto(w, buf, func(k int64) {
+			var crc uint32
+			var hash func([]byte)
+			if cc != nil {
+				hash = func(p []byte) { crc = crc32.Update(crc, cc.tab, p) }
+			}
+			err := o.fetch(gctx, start, off+n-start, copyInto(lw, buf[:bufSize], hash, func(k int64) {
 				fetched.Add(k)
 				if opts.OnBytes != nil {
 					opts.OnBytes(k)
@@ -158,6 +203,9 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 			}))
 			if err != nil {
 				return err
+			}
+			if cc != nil {
+				cc.add(start, off+n, crc)
 			}
 			if opts.OnPart != nil {
 				if err := opts.OnPart(i, off+n-start); err != nil {
@@ -170,6 +218,7 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 	}
 	err := g.Wait()
 	res.Fetched = fetched.Load()
+	res.ReadBack = readBack.Load()
 	res.Parts = tr.count() - res.Skipped
 	if err == nil {
 		err = ctx.Err() // cancelled before any part started
@@ -177,15 +226,36 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 	if err != nil {
 		return res, err
 	}
-	if chk != nil {
+	switch {
+	case cc != nil:
+		if err := cc.check(size); err != nil {
+			return res, fmt.Errorf("verify %q: %w", o.info.Key, err)
+		}
+		res.Checked = []string{cc.name}
+	case chk != nil:
 		res.Checked = chk.sum.names()
 	}
 	return res, nil
 }
 
+// serialWriter makes the WriteAt calls of a Download's workers one at a
+// time (see Download).
+type serialWriter struct {
+	mu sync.Mutex
+	w  io.WriterAt
+}
+
+func (s *serialWriter) WriteAt(p []byte, off int64) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.WriteAt(p, off)
+}
+
 // copyInto returns a fillFunc that streams a body into w through buf,
-// reporting each chunk written to onChunk.
-func copyInto(w io.WriterAt, buf []byte, onChunk func(int64)) fillFunc {
+// handing each chunk to hash (when not nil) as it is written, and reporting
+// its size to onChunk. A fetch delivers its range in order (a retry resumes
+// where the last try stopped), so hash sees the range's bytes in order.
+func copyInto(w io.WriterAt, buf []byte, hash func([]byte), onChunk func(int64)) fillFunc {
 	return func(body io.Reader, at, want int64) (int64, error) {
 		var got int64
 		for got < want {
@@ -193,6 +263,9 @@ func copyInto(w io.WriterAt, buf []byte, onChunk func(int64)) fillFunc {
 			if k > 0 {
 				if _, werr := w.WriteAt(buf[:k], at+got); werr != nil {
 					return got, finalError{fmt.Errorf("objread: writing at offset %d: %w", at+got, werr)}
+				}
+				if hash != nil {
+					hash(buf[:k])
 				}
 				got += int64(k)
 				onChunk(int64(k))
@@ -257,7 +330,8 @@ func (t *tracker) count() int {
 	return t.n
 }
 
-// checker hashes the destination in order as the finished prefix grows.
+// checker hashes the destination in order as the finished prefix grows
+// (MD5, which cannot be computed per part and combined).
 type checker struct {
 	key  string
 	sum  *summer
@@ -266,18 +340,25 @@ type checker struct {
 }
 
 // run hashes r up to the tracker's frontier, waits for it to grow, and when
-// the whole object is hashed compares the sums.
-func (c *checker) run(ctx context.Context, tr *tracker, buf []byte) error {
+// the whole object is hashed compares the sums. It holds a buffer of bufs
+// only while reading.
+func (c *checker) run(ctx context.Context, tr *tracker, bufs *Buffers, bufSize int, readBack *atomic.Int64) error {
 	var pos int64
 	for {
 		limit := tr.frontier()
-		if err := c.sum.readFrom(ctx, c.r, pos, limit, buf); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+		if pos < limit {
+			buf := bufs.get()
+			err := c.sum.readFrom(ctx, c.r, pos, limit, buf[:bufSize])
+			bufs.put(buf)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return fmt.Errorf("verify %q: %w", c.key, err)
 			}
-			return fmt.Errorf("verify %q: %w", c.key, err)
+			readBack.Add(limit - pos)
+			pos = limit
 		}
-		pos = limit
 		if pos == c.size {
 			if err := c.sum.check(); err != nil {
 				return fmt.Errorf("verify %q: %w", c.key, err)

@@ -89,21 +89,28 @@ func TestDownloadMultipart(t *testing.T) {
 	}
 }
 
-// Only MD5 known: MD5 is checked. Nothing known: success, said unverified.
+// CRC32C known: checked, in flight (nothing read back), also into a
+// destination that cannot be read. Only MD5 known: MD5 is checked, by
+// reading back. Nothing known: success, said unverified.
 func TestDownloadVerificationKinds(t *testing.T) {
 	b := newStore(t)
 	data := randomBytes(200*kib, 11)
 	info := put(t, b, "obj", data)
+	writeOnlyDest := func(f *os.File) io.WriterAt { return writeOnly{f} }
 	for _, tc := range []struct {
 		name       string
 		sums       backends.Checksums
 		dest       func(*os.File) io.WriterAt
 		checked    []string
+		readBack   int64
 		unverified string
 	}{
-		{"md5", backends.Checksums{MD5: sumsOf(data).MD5}, nil, []string{MD5}, ""},
-		{"none", backends.Checksums{}, nil, nil, UnverifiedNoChecksum},
-		{"write-only", sumsOf(data), func(f *os.File) io.WriterAt { return writeOnly{f} }, nil, UnverifiedNotReadable},
+		{"crc32c and md5", sumsOf(data), nil, []string{CRC32C}, 0, ""},
+		{"crc32", backends.Checksums{CRC32: crc32IEEE(data), MD5: sumsOf(data).MD5}, nil, []string{CRC32}, 0, ""},
+		{"md5", backends.Checksums{MD5: sumsOf(data).MD5}, nil, []string{MD5}, int64(len(data)), ""},
+		{"none", backends.Checksums{}, nil, nil, 0, UnverifiedNoChecksum},
+		{"write-only crc32c", sumsOf(data), writeOnlyDest, []string{CRC32C}, 0, ""},
+		{"write-only md5", backends.Checksums{MD5: sumsOf(data).MD5}, writeOnlyDest, nil, 0, UnverifiedNotReadable},
 	} {
 		info := info
 		info.Checksums = tc.sums
@@ -113,8 +120,8 @@ func TestDownloadVerificationKinds(t *testing.T) {
 			w = tc.dest(dst)
 		}
 		res, err := Open(b, info, Options{PartSize: 64 * kib}).Download(context.Background(), w, DownloadOptions{Verify: true})
-		if err != nil || !slices.Equal(res.Checked, tc.checked) || res.Unverified != tc.unverified {
-			t.Errorf("%s: %+v, %v; want checked %q unverified %q", tc.name, res, err, tc.checked, tc.unverified)
+		if err != nil || !slices.Equal(res.Checked, tc.checked) || res.Unverified != tc.unverified || res.ReadBack != tc.readBack {
+			t.Errorf("%s: %+v, %v; want checked %q unverified %q, %d bytes read back", tc.name, res, err, tc.checked, tc.unverified, tc.readBack)
 		}
 		if !bytes.Equal(contents(t, dst), data) {
 			t.Errorf("%s: bytes differ", tc.name)
@@ -131,14 +138,30 @@ type writeOnly struct{ w io.WriterAt }
 func (w writeOnly) WriteAt(p []byte, off int64) (int, error) { return w.w.WriteAt(p, off) }
 
 // Parts journaled by an earlier run are not fetched again, and their bytes
-// (read back from the file) take part in the verification.
+// (read back from the file: with a CRC, those bytes only) take part in the
+// verification, which catches a kept part that is corrupt.
 func TestDownloadResume(t *testing.T) {
 	b := newStore(t)
 	data := randomBytes(10*64*kib+5, 12)
-	info := put(t, b, "obj", data)
+	stored := put(t, b, "obj", data)
 	done := map[int]bool{0: true, 3: true, 4: true, 10: true}
+	const keptBytes = 3*64*kib + 5
 
-	for _, corrupt := range []bool{false, true} {
+	for _, tc := range []struct {
+		sums     backends.Checksums
+		corrupt  bool
+		readBack int64
+	}{
+		{sumsOf(data), false, keptBytes},
+		{sumsOf(data), true, 0},
+		{backends.Checksums{CRC32: crc32IEEE(data)}, false, keptBytes},
+		{backends.Checksums{CRC32: crc32IEEE(data)}, true, 0},
+		{backends.Checksums{MD5: sumsOf(data).MD5}, false, int64(len(data))},
+		{backends.Checksums{MD5: sumsOf(data).MD5}, true, 0},
+	} {
+		corrupt := tc.corrupt
+		info := stored
+		info.Checksums = tc.sums
 		f := &faulty{Backend: b}
 		o := Open(f, info, Options{PartSize: 64 * kib, Concurrency: 3, Retry: fastRetry()})
 		dst := destFile(t)
@@ -166,7 +189,7 @@ func TestDownloadResume(t *testing.T) {
 		})
 		if corrupt {
 			if !errors.Is(err, backends.ErrChecksum) {
-				t.Errorf("corrupt journaled part: err %v; want ErrChecksum", err)
+				t.Errorf("%+v: corrupt journaled part: err %v; want ErrChecksum", tc.sums, err)
 			}
 			continue
 		}
@@ -177,8 +200,8 @@ func TestDownloadResume(t *testing.T) {
 		if !slices.Equal(fetchedParts, []int{1, 2, 5, 6, 7, 8, 9}) || f.calls.Load() != 7 {
 			t.Errorf("fetched parts %v in %d GETs; want the 7 not done", fetchedParts, f.calls.Load())
 		}
-		if res.Parts != 7 || res.Skipped != 4 || res.Fetched != int64(len(data))-3*64*kib-5 {
-			t.Errorf("result %+v", res)
+		if res.Parts != 7 || res.Skipped != 4 || res.Fetched != int64(len(data))-keptBytes || res.ReadBack != tc.readBack || len(res.Checked) != 1 {
+			t.Errorf("%+v: result %+v; want %d bytes read back", tc.sums, res, tc.readBack)
 		}
 		if !bytes.Equal(contents(t, dst), data) {
 			t.Error("bytes differ after resume")
@@ -202,7 +225,7 @@ func TestDownloadFrom(t *testing.T) {
 		if err != nil {
 			t.Fatalf("from %d: %v", from, err)
 		}
-		if !bytes.Equal(contents(t, dst), data) || res.Fetched != int64(len(data))-from || len(res.Checked) == 0 {
+		if !bytes.Equal(contents(t, dst), data) || res.Fetched != int64(len(data))-from || len(res.Checked) == 0 || res.ReadBack != from {
 			t.Errorf("from %d: result %+v, identical %v", from, res, bytes.Equal(contents(t, dst), data))
 		}
 		if rs := f.rangesSeen(); from < int64(len(data)) && !slices.ContainsFunc(rs, func(r [2]int64) bool { return r[0] == from }) {
@@ -299,11 +322,27 @@ func (c corrupting) WriteAt(p []byte, off int64) (int, error) {
 
 func TestDownloadChecksumMismatch(t *testing.T) {
 	b := newStore(t)
-	data := randomBytes(5*64*kib, 18)
+	data := randomBytes(5*64*kib+3, 18)
 	info := put(t, b, "obj", data)
+	md5Only := info
+	md5Only.Checksums = backends.Checksums{MD5: sumsOf(data).MD5}
+	crc32Only := info
+	crc32Only.Checksums = backends.Checksums{CRC32: crc32IEEE(data)}
 
-	// Bytes corrupted on their way to the file.
-	_, err := Open(b, info, Options{PartSize: 64 * kib}).
+	// Bytes corrupted on their way from the store: the in-flight CRCs
+	// (CRC32C, CRC32) and the read-back MD5 all catch it.
+	for _, in := range []backends.ObjectInfo{info, crc32Only, md5Only} {
+		f := &faulty{Backend: b, flipAt: 3*64*kib + 99}
+		_, err := Open(f, in, Options{PartSize: 64 * kib, Concurrency: 3}).
+			Download(context.Background(), destFile(t), DownloadOptions{Verify: true})
+		if !errors.Is(err, backends.ErrChecksum) || !strings.Contains(err.Error(), `"obj"`) {
+			t.Errorf("%+v, corrupted in transit: %v; want ErrChecksum naming the key", in.Checksums, err)
+		}
+	}
+
+	// Bytes corrupted on their way to the file: MD5, read back, sees the
+	// bytes as written.
+	_, err := Open(b, md5Only, Options{PartSize: 64 * kib}).
 		Download(context.Background(), corrupting{destFile(t), 3*64*kib + 99}, DownloadOptions{Verify: true})
 	if !errors.Is(err, backends.ErrChecksum) || !strings.Contains(err.Error(), `"obj"`) {
 		t.Errorf("corrupted write: %v; want ErrChecksum naming the key", err)
@@ -317,6 +356,52 @@ func TestDownloadChecksumMismatch(t *testing.T) {
 	if !errors.Is(err, backends.ErrChecksum) || !strings.Contains(err.Error(), want) {
 		t.Errorf("wrong md5: %v; want ErrChecksum with %q", err, want)
 	}
+	bad.Checksums = backends.Checksums{CRC32C: sumsOf(data[1:]).CRC32C}
+	_, err = Open(b, bad, Options{PartSize: 64 * kib}).Download(context.Background(), destFile(t), DownloadOptions{Verify: true})
+	want = fmt.Sprintf("crc32c expected %x, got %x", bad.Checksums.CRC32C, sumsOf(data).CRC32C)
+	if !errors.Is(err, backends.ErrChecksum) || !strings.Contains(err.Error(), want) {
+		t.Errorf("wrong crc32c: %v; want ErrChecksum with %q", err, want)
+	}
+}
+
+// The workers' WriteAt calls never overlap (see Download), and every byte
+// still arrives.
+func TestDownloadSerialisesWrites(t *testing.T) {
+	b := newStore(t)
+	data := randomBytes(16*64*kib, 22)
+	info := put(t, b, "obj", data)
+	dst := &overlapDetector{File: destFile(t)}
+	_, err := Open(b, info, Options{PartSize: 64 * kib, Concurrency: 8, BufferSize: 4 * kib}).
+		Download(context.Background(), dst, DownloadOptions{Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := dst.overlaps.Load(); n != 0 {
+		t.Errorf("%d WriteAt calls overlapped another", n)
+	}
+	if dst.calls.Load() < 16*16 || !bytes.Equal(contents(t, dst.File), data) {
+		t.Errorf("%d WriteAt calls; bytes equal %v", dst.calls.Load(), bytes.Equal(contents(t, dst.File), data))
+	}
+}
+
+// overlapDetector counts WriteAt calls made while another one runs. Each
+// call yields the processor a few times, so that overlapping calls, if the
+// caller makes them, do overlap.
+type overlapDetector struct {
+	*os.File
+	active, calls, overlaps atomic.Int64
+}
+
+func (d *overlapDetector) WriteAt(p []byte, off int64) (int, error) {
+	d.calls.Add(1)
+	if d.active.Add(1) > 1 {
+		d.overlaps.Add(1)
+	}
+	defer d.active.Add(-1)
+	for range 3 {
+		runtime.Gosched()
+	}
+	return d.File.WriteAt(p, off)
 }
 
 func TestDownloadCancelled(t *testing.T) {
@@ -370,10 +455,11 @@ func TestDownloadMemoryBounded(t *testing.T) {
 	if err != nil || len(res.Checked) == 0 {
 		t.Fatal(res, err)
 	}
-	// The design's bound: 4 parts -> 4 workers x 1 MiB, plus 1 MiB for
-	// the checksum reader; allow as much again for everything else.
+	// The design's bound: 4 parts -> 4 workers x 256 KiB (CRC32C is
+	// hashed in flight: no reader); allow as much again for everything
+	// else.
 	allocated := after.TotalAlloc - before.TotalAlloc
-	const bound = 2 * (4 + 1) << 20
+	const bound = 2 * 4 * DefaultBufferSize
 	t.Logf("allocated %.1f MiB downloading 64 MiB", float64(allocated)/(1<<20))
 	if allocated > bound {
 		t.Errorf("allocated %d bytes; want at most %d", allocated, bound)

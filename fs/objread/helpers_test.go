@@ -45,6 +45,10 @@ func randomBytes(n int, seed uint64) []byte {
 	return b
 }
 
+func crc32IEEE(data []byte) []byte {
+	return binary.BigEndian.AppendUint32(nil, crc32.ChecksumIEEE(data))
+}
+
 func sumsOf(data []byte) backends.Checksums {
 	m := md5.Sum(data)
 	c := crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli))
@@ -77,6 +81,7 @@ type faulty struct {
 	failOn map[int64]error // call -> error returned by GetRange
 	cutOn  map[int64]int64 // call -> body bytes delivered before errReset
 	always error           // when set, every call fails with it
+	flipAt int64           // when > 0, the body byte at this object offset arrives flipped
 	onCall func(call int64)
 
 	calls, inFlight, maxInFlight atomic.Int64
@@ -109,7 +114,7 @@ func (f *faulty) GetRange(ctx context.Context, key string, off, length int64, op
 			break
 		}
 	}
-	body := &countedBody{ReadCloser: rc, f: f, left: -1}
+	body := &countedBody{ReadCloser: rc, f: f, left: -1, pos: off}
 	if k, ok := f.cutOn[n]; ok {
 		body.left = k
 	}
@@ -126,6 +131,7 @@ type countedBody struct {
 	io.ReadCloser
 	f      *faulty
 	left   int64 // bytes before the cut; -1: no cut
+	pos    int64 // object offset of the next byte
 	closed bool
 }
 
@@ -137,6 +143,10 @@ func (b *countedBody) Read(p []byte) (int, error) {
 		p = p[:b.left]
 	}
 	n, err := b.ReadCloser.Read(p)
+	if at := b.f.flipAt - b.pos; b.f.flipAt > 0 && at >= 0 && at < int64(n) {
+		p[at] ^= 0x10
+	}
+	b.pos += int64(n)
 	if b.left > 0 {
 		b.left -= int64(n)
 	}

@@ -27,7 +27,7 @@ import (
 const (
 	DefaultPartSize    = 16 << 20
 	DefaultConcurrency = 8
-	DefaultBufferSize  = 1 << 20
+	DefaultBufferSize  = 128 << 10
 )
 
 // ErrNegativeOffset is returned by ReadAt for an offset below zero.
@@ -44,9 +44,15 @@ type Options struct {
 	// this object; default DefaultConcurrency.
 	Concurrency int
 	// BufferSize is the copy buffer of each Download worker (and of the
-	// checksum reader); default DefaultBufferSize. Parts are streamed
-	// into the destination through it, never held whole.
+	// read-back for verification); default DefaultBufferSize. Parts are
+	// streamed into the destination through it, never held whole. 256
+	// KiB is enough for full-speed copies (a loopback socket read or a
+	// page-cache write rarely moves more at once) and stays in the CPU
+	// cache between the read, the CRC and the write.
 	BufferSize int
+	// Buffers, when set, supplies the copy buffers (BufferSize is then
+	// Buffers.Size()), so that several Downloads share them.
+	Buffers *Buffers
 	// Retry bounds the tries of each ranged GET.
 	Retry Retry
 	// Logger, when set, receives one debug line per retry.
@@ -59,6 +65,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = DefaultConcurrency
+	}
+	if o.Buffers != nil {
+		o.BufferSize = o.Buffers.Size()
 	}
 	if o.BufferSize <= 0 {
 		o.BufferSize = DefaultBufferSize

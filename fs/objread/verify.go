@@ -31,7 +31,8 @@ const (
 // backends.ErrChecksum that names the checksum, the expected and the
 // computed value. No checksum in sums returns ErrNoChecksum; a malformed one
 // (wrong length) an error saying so. r shorter than size is an error
-// wrapping io.ErrUnexpectedEOF. ctx is checked between 1 MiB reads. Cost:
+// wrapping io.ErrUnexpectedEOF. ctx is checked between reads of
+// DefaultBufferSize. Cost:
 // one sequential read of size bytes, and MD5 (~0.5-1 GB/s per core) and/or
 // CRC32C (several GB/s with SSE4.2/ARMv8 CRC) over them.
 func Verify(ctx context.Context, r io.ReaderAt, size int64, sums backends.Checksums) error {
@@ -109,13 +110,19 @@ func (s *summer) write(p []byte) {
 
 // readFrom hashes r's bytes [from, to) through buf.
 func (s *summer) readFrom(ctx context.Context, r io.ReaderAt, from, to int64, buf []byte) error {
+	return readBack(ctx, r, from, to, buf, s.write)
+}
+
+// readBack reads r's bytes [from, to) in order through buf and hands each
+// chunk to fn. ctx is checked before each read.
+func readBack(ctx context.Context, r io.ReaderAt, from, to int64, buf []byte, fn func([]byte)) error {
 	for pos := from; pos < to; {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		chunk := buf[:min(int64(len(buf)), to-pos)]
 		n, err := r.ReadAt(chunk, pos)
-		s.write(chunk[:n])
+		fn(chunk[:n])
 		pos += int64(n)
 		if n < len(chunk) {
 			if err == nil || err == io.EOF {
