@@ -45,7 +45,7 @@ func storeCommand() *command {
 func (f *storeFlags) register(fs *flag.FlagSet) {
 	f.commonFlags.register(fs)
 	f.transferFlags.register(fs, store.DefaultConcurrency, store.DefaultPartSize,
-		"requests in flight at once (parts and files together)",
+		"requests in flight at once, parts and files together (memory: ~150 KiB each on S3, whatever the part size)",
 		"multipart part `size` (e.g. 16MiB); raised to the store's minimum and limit")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print what would be uploaded, deleted or aborted, change nothing (exit 4 when there is something)")
 	fs.BoolVar(&f.delete, "delete", false, "delete keys under the prefix that are not present locally")

@@ -81,7 +81,7 @@ func PutMarker(ctx context.Context, o FileOptions, key string, mtime time.Time, 
 // HashFile returns the MD5 and CRC32C of the file at path, as UploadFile
 // wants them in Entry.Sums.
 func HashFile(ctx context.Context, path string) (backends.Checksums, error) {
-	return hashFile(ctx, path)
+	return hashFile(ctx, path, -1)
 }
 
 // newFileRunner is a runner for single-file uploads outside Run.

@@ -7,10 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/ferryio/ferry/backends"
 	"github.com/ferryio/ferry/fs/journal"
@@ -46,20 +45,17 @@ type decision struct {
 // the deletions and the uploads to abort.
 func (r *runner) plan(ctx context.Context, local scanResult, remote map[string]backends.ObjectInfo) (*plan, error) {
 	decisions := make([]decision, len(local.Items))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.o.Concurrency)
-	for i, it := range local.Items {
-		g.Go(func() error {
-			obj, listed := remote[it.Key]
-			d, err := r.decide(gctx, it, obj, listed)
-			if errors.Is(err, fs.ErrNotExist) {
-				d, err = decision{gone: true}, nil
-			}
-			decisions[i] = d
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
+	err := r.each(ctx, len(local.Items), func(ctx context.Context, i int) error {
+		it := local.Items[i]
+		obj, listed := remote[it.Key]
+		d, err := r.decide(ctx, it, obj, listed)
+		if errors.Is(err, fs.ErrNotExist) {
+			d, err = decision{gone: true}, nil
+		}
+		decisions[i] = d
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 
@@ -176,11 +172,12 @@ func (r *runner) decide(ctx context.Context, it localItem, obj backends.ObjectIn
 		sums = rec.Sums
 	}
 	if sums.IsZero() {
+		// No sum record is written for these sums here: a file to upload
+		// gets its record once stored, an up-to-date one below.
 		var err error
-		if sums, err = hashFile(ctx, path); err != nil {
+		if sums, err = hashFile(ctx, path, it.Size); err != nil {
 			return decision{}, fmt.Errorf("hash %s: %w", it.Rel, err)
 		}
-		r.record(path, sumRecord{Size: it.Size, MtimeNS: it.ModTime.UnixNano(), Ino: it.Ino, Sums: sums})
 	}
 	up := decision{up: &upload{item: it, sums: sums, resume: resume}}
 	if !sameSize {
@@ -239,5 +236,12 @@ func (r *runner) record(path string, rec sumRecord) {
 	}
 	if err := writeRecord(path, rec); err != nil {
 		r.o.Logger.Debug("no sum record", "path", path, "err", err)
+	}
+}
+
+// recordFile writes a sum record on the open file f.
+func (r *runner) recordFile(f *os.File, rec sumRecord) {
+	if err := writeRecordFile(f, rec); err != nil {
+		r.o.Logger.Debug("no sum record", "path", f.Name(), "err", err)
 	}
 }

@@ -59,8 +59,10 @@
 //
 // The plan (key, size, mtime, inode, checksums), each multipart upload id
 // with its part size, and each part stored are recorded in the journal
-// before or as they happen. A re-run lists the store first: files already
-// there are done. For a file whose journal entry still matches it, the
+// before or as they happen; the journal syncs at most once a second, so
+// recording costs little even for many small files. A re-run lists the
+// store first: files already there are done. For a file whose journal
+// entry still matches it, the
 // upload is continued: the store's ListParts says which parts it holds, and
 // only the others are sent; nothing appears at the key until the upload is
 // completed. Pending uploads under the prefix that are not being continued
@@ -71,11 +73,19 @@
 //
 // # Memory
 //
-// Part bodies are sections of the open file (io.SectionReader), never
-// buffered here; at most Options.Concurrency requests are in flight in
-// total (parts of one file and files together), so memory is bounded by
-// Concurrency times the driver's own per-request buffer, whatever the file
-// sizes. Planning holds one small record per local file and listed object.
+// Bodies, whole files and parts alike, are sections of the open file
+// (io.SectionReader), never buffered here; at most Options.Concurrency
+// requests are in flight in total (parts of one file and files together),
+// so memory is bounded by Concurrency times the driver's own per-request
+// buffers (measured on S3: about 150 KiB of peak RSS a request, copy
+// buffers and the connection's), about 5 MiB at the default of 32,
+// whatever the file sizes. Planning holds one small record (about 300
+// bytes) per local file and listed object.
+//
+// The default concurrency is 32, not the 8 that saturate a network link
+// with parts: a small file's Put costs little bandwidth and mostly waits
+// for the server (MinIO syncs each object to disk), so many in flight keep
+// the server busy; for parts, 32 cost no more memory than 8.
 package store
 
 import (
@@ -87,8 +97,10 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/ferryio/ferry/backends"
@@ -104,7 +116,7 @@ const JournalDirName = ".ferry-store"
 
 // Defaults for Options.
 const (
-	DefaultConcurrency    = 8
+	DefaultConcurrency    = 32 // see the package doc, "Memory"
 	DefaultPartSize       = 16 << 20
 	DefaultAbandonedAfter = 24 * time.Hour
 )
@@ -146,8 +158,10 @@ type Options struct {
 	// Exclude are paths relative to Dir that are never stored (other
 	// tools' work directories).
 	Exclude []string
-	// Concurrency bounds requests in flight (and files hashed at once);
-	// default DefaultConcurrency.
+	// Concurrency bounds requests in flight, files and parts together
+	// (and files hashed at once); default DefaultConcurrency. Memory grows
+	// with it by the driver's per-request buffers, not by the part size
+	// (see the package doc, "Memory").
 	Concurrency int
 	// PartSize is the multipart part size, raised to the store's minimum
 	// and to what keeps a file within its part count limit; files larger
@@ -341,6 +355,33 @@ func (r *runner) run(ctx context.Context, dirMtime time.Time) (err error) {
 		}
 	}
 	return r.execute(ctx, p)
+}
+
+// each calls f(ctx, i) for i in [0, n) on at most Concurrency goroutines
+// that each take the next index until none is left, and returns the first
+// error, which cancels the ctx given to the other calls. (A few long-lived
+// workers rather than a goroutine per item: the driver's calls need deep
+// stacks, which a worker grows once.)
+func (r *runner) each(ctx context.Context, n int, f func(ctx context.Context, i int) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	var next atomic.Int64
+	for range min(r.o.Concurrency, n) {
+		g.Go(func() error {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return nil
+				}
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				if err := f(gctx, i); err != nil {
+					return err
+				}
+			}
+		})
+	}
+	return g.Wait()
 }
 
 // list reads the whole listing of the prefix into a map by key, directories

@@ -24,9 +24,14 @@ const SumXattr = "user.ferry.sum"
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// hashBufSize is the largest read buffer hashFile uses.
+const hashBufSize = 1 << 20
+
 // hashFile computes the MD5 and CRC32C of the file at path in one pass,
-// checking ctx between buffers.
-func hashFile(ctx context.Context, path string) (backends.Checksums, error) {
+// checking ctx between buffers. size is the expected size (negative when
+// unknown): the read buffer is min(size+1, 1 MiB), so that hashing many
+// small files at once does not hold a mebibyte each.
+func hashFile(ctx context.Context, path string, size int64) (backends.Checksums, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return backends.Checksums{}, err
@@ -34,7 +39,11 @@ func hashFile(ctx context.Context, path string) (backends.Checksums, error) {
 	defer f.Close()
 	m, c := md5.New(), crc32.New(castagnoli)
 	w := io.MultiWriter(m, c)
-	buf := make([]byte, 1<<20)
+	n := int64(hashBufSize)
+	if size >= 0 && size < n {
+		n = size + 1 // one more byte, so that the first read can meet EOF
+	}
+	buf := make([]byte, n)
 	for {
 		if err := ctx.Err(); err != nil {
 			return backends.Checksums{}, err
@@ -131,4 +140,17 @@ func readRecord(path string) (sumRecord, bool) {
 // returned for a debug log.
 func writeRecord(path string, r sumRecord) error {
 	return unix.Lsetxattr(path, SumXattr, r.encode(), 0)
+}
+
+// writeRecordFile is writeRecord on an open file (no path lookup).
+func writeRecordFile(f *os.File, r sumRecord) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Fsetxattr(int(fd), SumXattr, r.encode(), 0) }); err != nil {
+		return err
+	}
+	return serr
 }

@@ -48,24 +48,21 @@ func (r *runner) execute(ctx context.Context, p *plan) error {
 	r.abortAll(ctx, p.aborts)
 
 	var failed atomic.Int64
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.o.Concurrency)
-	for _, u := range p.uploads {
-		g.Go(func() error {
-			err := r.store(gctx, u)
-			if err == nil {
-				return nil
-			}
-			r.o.Tracker.Failed()
-			if errors.Is(err, ErrChanged) {
-				failed.Add(1)
-				r.event("error", err.Error(), map[string]any{"key": u.item.Key})
-				return nil
-			}
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
+	err := r.each(ctx, len(p.uploads), func(ctx context.Context, i int) error {
+		u := p.uploads[i]
+		err := r.store(ctx, u)
+		if err == nil {
+			return nil
+		}
+		r.o.Tracker.Failed()
+		if errors.Is(err, ErrChanged) {
+			failed.Add(1)
+			r.event("error", err.Error(), map[string]any{"key": u.item.Key})
+			return nil
+		}
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	if n := failed.Load(); n > 0 {
@@ -153,7 +150,7 @@ func (r *runner) store(ctx context.Context, u *upload) error {
 		return fmt.Errorf("store %s: %w", u.item.Rel, err)
 	}
 	if fi, err := f.Stat(); err == nil && sameState(stateOf(fi), u.item.fileState) {
-		r.record(path, sumRecord{Size: u.item.Size, MtimeNS: u.item.ModTime.UnixNano(), Ino: u.item.Ino,
+		r.recordFile(f, sumRecord{Size: u.item.Size, MtimeNS: u.item.ModTime.UnixNano(), Ino: u.item.Ino,
 			Sums: u.sums, Target: targetID(r.o.Target, key), ETag: info.Version.ETag})
 	}
 	return r.finished(key)
@@ -168,6 +165,7 @@ func (r *runner) finished(key string) error {
 	if err := r.j.Done(key); err != nil {
 		return err
 	}
+	r.o.Logger.Debug("file stored", "key", key)
 	r.o.Tracker.FileDone()
 	r.count(func(res *Result) { res.Uploaded++ })
 	return nil

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -265,9 +266,86 @@ func TestStoreKilledThenChanged(t *testing.T) {
 	}
 }
 
+// TestStoreKilledSmallFiles SIGKILLs ferry store while it sends many
+// files of one request each, and checks that
+// the re-run sends exactly the files the store does not hold, every object
+// ends up equal to its file, and no journal is left.
+func TestStoreKilledSmallFiles(t *testing.T) {
+	for _, s := range Stores(t) {
+		t.Run(s.Name, func(t *testing.T) {
+			dir := t.TempDir()
+			const files = 300
+			want := map[string][]byte{}
+			for i := range files {
+				rel := fmt.Sprintf("dir-%d/obj-%03d.bin", i%10, i)
+				want[rel] = randomBytes(t, 1000+i)
+				if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(rel)), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, rel), want[rel], 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			killAfterLines(t, s.Env, []string{"store", "--concurrency", "2", "--log-level", "debug", dir, s.URL}, "file stored", 30)
+			b := s.Backend(t)
+			ctx := context.Background()
+			stored := 0
+			for _, err := range b.List(ctx, "") {
+				if err != nil {
+					t.Fatal(err)
+				}
+				stored++
+			}
+			if stored < 30 || stored >= files {
+				t.Fatalf("the store holds %d of %d objects after the kill, want 30..%d", stored, files, files-1)
+			}
+
+			out, code := Ferry(t, s.Env, "store", "--concurrency", "2", "--log-format", "json", dir, s.URL)
+			if code != 0 {
+				t.Fatalf("re-run: exit %d:\n%s", code, out)
+			}
+			sum := summary(t, out)
+			r := requestCounts(t, sum)
+			// The (at most 2) requests in flight at the kill may still
+			// be completed by the server after the listing above.
+			if r["PUT"] > files-stored || r["PUT"] < files-stored-2 || r["PUT"]+int(sum.UpToDate) != files {
+				t.Fatalf("re-run sent %d PUTs with %v up to date, want %d-%d PUTs and the rest up to date (%d of %d were listed after the kill):\n%s",
+					r["PUT"], sum.UpToDate, files-stored-2, files-stored, stored, files, out)
+			}
+			// A file killed between its PUT and its sum record costs one
+			// HEAD (on S3, whose listings lack the mtime), nothing more.
+			if r["HEAD"] > 2 {
+				t.Fatalf("re-run made %d HEADs, want at most 2 (the requests in flight at the kill)", r["HEAD"])
+			}
+			t.Logf("killed with %d of %d files stored; the re-run sent %d PUTs and %d HEADs", stored, files, r["PUT"], r["HEAD"])
+			for rel, data := range want {
+				rc, _, err := b.GetRange(ctx, rel, 0, -1, backends.ReadOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := io.ReadAll(rc)
+				rc.Close()
+				if err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("%s: the object differs from the file (err %v)", rel, err)
+				}
+			}
+			if journal.Exists(filepath.Join(dir, store.JournalDirName)) {
+				t.Fatal("journal left after success")
+			}
+		})
+	}
+}
+
 // killAfterParts runs ferry with args and SIGKILLs it once its debug log
 // has reported n parts stored.
 func killAfterParts(t *testing.T, env, args []string, n int) {
+	t.Helper()
+	killAfterLines(t, env, args, "part stored", n)
+}
+
+// killAfterLines runs ferry with args and SIGKILLs it once n lines of its
+// output have contained marker.
+func killAfterLines(t *testing.T, env, args []string, marker string, n int) {
 	t.Helper()
 	cmd := exec.Command(ferryBin, args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -284,7 +362,7 @@ func killAfterParts(t *testing.T, env, args []string, n int) {
 	count := 0
 	for sc.Scan() {
 		seen = append(seen, sc.Text())
-		if strings.Contains(sc.Text(), "part stored") {
+		if strings.Contains(sc.Text(), marker) {
 			if count++; count == n {
 				cmd.Process.Kill()
 				break
@@ -294,7 +372,7 @@ func killAfterParts(t *testing.T, env, args []string, n int) {
 	go io.Copy(io.Discard, stdout)
 	err = cmd.Wait()
 	if count < n {
-		t.Fatalf("ferry ended (%v) before storing %d parts:\n%s", err, n, strings.Join(seen, "\n"))
+		t.Fatalf("ferry ended (%v) before %d lines of %q:\n%s", err, n, marker, strings.Join(seen, "\n"))
 	}
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != -1 {
