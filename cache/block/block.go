@@ -178,6 +178,24 @@ func (c *Cache) Get(ctx context.Context, k Key, fetch func(ctx context.Context) 
 	})
 }
 
+// Cached reports whether a Get of k would be served without a fetch: the
+// block is in memory or on disk (its index, no read). It is a hint, for
+// choosing between fetching blocks together and reading them one by one:
+// the block may be evicted before the Get.
+func (c *Cache) Cached(k Key) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed || k.Index < 0 {
+		return false
+	}
+	if c.mem != nil {
+		if _, ok := c.mem.Get(k.memKey()); ok {
+			return true
+		}
+	}
+	return c.disk != nil && c.disk.Has(c.diskID(k))
+}
+
 // load serves one miss of the memory tier, for all the callers sharing it.
 func (c *Cache) load(ctx context.Context, k Key, mk string, fetch func(context.Context) ([]byte, error)) ([]byte, error) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -206,10 +224,51 @@ func (c *Cache) load(ctx context.Context, k Key, mk string, fetch func(context.C
 	if err != nil {
 		return nil, err
 	}
+	if err := c.checkSize(k, b); err != nil {
+		return nil, err
+	}
+	c.store(id, mk, b)
+	return b, nil
+}
+
+// Add stores b as block k in both tiers, as a Get fetching it would, for
+// a block fetched otherwise (one GET for several blocks). It returns once
+// the block is stored, whatever happens to the caller that fetched it. b
+// is handed to the cache: nobody may modify it afterwards. Errors:
+// ErrBadKey, ErrBlockTooLarge, ErrClosed; a disk tier failure is only
+// counted, as in Get.
+func (c *Cache) Add(k Key, b []byte) error {
+	if k.Index < 0 {
+		return fmt.Errorf("%w: %d", ErrBadKey, k.Index)
+	}
+	if err := c.checkSize(k, b); err != nil {
+		return err
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return ErrClosed
+	}
+	c.metrics.fetched(len(b), nil)
+	var id disktier.ID
+	if c.disk != nil {
+		id = c.diskID(k)
+	}
+	c.store(id, k.memKey(), b)
+	return nil
+}
+
+func (c *Cache) checkSize(k Key, b []byte) error {
 	if int64(len(b)) > c.blockSize {
-		return nil, fmt.Errorf("%w: %d bytes for block %d of %q, block size %d",
+		return fmt.Errorf("%w: %d bytes for block %d of %q, block size %d",
 			ErrBlockTooLarge, len(b), k.Index, k.Object, c.blockSize)
 	}
+	return nil
+}
+
+// store writes b to the disk tier as id, if there is one, and offers it
+// to the memory tier as mk.
+func (c *Cache) store(id disktier.ID, mk string, b []byte) {
 	if c.disk != nil {
 		// A block that cannot be written to disk is still served (and kept
 		// in memory); the failure is only counted.
@@ -219,7 +278,6 @@ func (c *Cache) load(ctx context.Context, k Key, mk string, fetch func(context.C
 		c.metrics.setBytes(true, c.disk.Used())
 	}
 	c.remember(mk, b)
-	return b, nil
 }
 
 // diskID names k on disk. The block size is part of the name: the same

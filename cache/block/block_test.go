@@ -528,3 +528,45 @@ func TestBlockSizeChangeIgnoresOldBlocks(t *testing.T) {
 		t.Fatal("block stored under another BlockSize was served")
 	}
 }
+
+func TestAddedBlocksServedAndPersisted(t *testing.T) {
+	dir := t.TempDir()
+	k, other := Key{"a", "v", 3}, Key{"a", "v", 4}
+	opts, reg := withMetrics(t, Options{MemoryBytes: 1 << 20, Dir: dir, DiskBytes: 1 << 20})
+	c := openCache(t, opts)
+	if c.Cached(k) {
+		t.Fatal("Cached before Add")
+	}
+	if err := c.Add(k, content(k)); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Cached(k) || c.Cached(other) {
+		t.Fatalf("Cached after Add: %v, of another block %v; want true, false", c.Cached(k), c.Cached(other))
+	}
+	get(t, c, k, noFetch(t))
+	if v := value(t, reg, "ferry_block_cache_fetches_total", ""); v != 1 {
+		t.Errorf("fetches counted = %v, want 1 (the added block)", v)
+	}
+	if err := c.Add(Key{"a", "v", -1}, nil); !errors.Is(err, ErrBadKey) {
+		t.Errorf("Add with a negative index: %v, want ErrBadKey", err)
+	}
+	if err := c.Add(other, make([]byte, testBlock+1)); !errors.Is(err, ErrBlockTooLarge) {
+		t.Errorf("Add of an oversized block: %v, want ErrBlockTooLarge", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Add(other, content(other)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Add after Close: %v, want ErrClosed", err)
+	}
+	if c.Cached(k) {
+		t.Error("Cached after Close")
+	}
+	// The next Cache over the directory finds the added block on disk.
+	c = openCache(t, Options{Dir: dir, DiskBytes: 1 << 20})
+	defer c.Close()
+	if !c.Cached(k) {
+		t.Fatal("an added block is not on disk after a restart")
+	}
+	get(t, c, k, noFetch(t))
+}

@@ -236,6 +236,15 @@ func (t *Tier) Used() int64 {
 	return t.used
 }
 
+// Has reports whether the tier holds block id, without reading it (a Get
+// may still find it torn, or evicted meanwhile).
+func (t *Tier) Has(id ID) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.index[id]
+	return ok
+}
+
 // Len returns the number of blocks the tier holds.
 func (t *Tier) Len() int {
 	t.mu.Lock()

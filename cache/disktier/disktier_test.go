@@ -113,6 +113,9 @@ func TestRoundTripAnyKey(t *testing.T) {
 	for i, k := range keys {
 		mustGet(t, tier, NewID(k, "v1", int64(i)), block(byte(i), 100+i))
 	}
+	if !tier.Has(NewID("a/b/c", "v1", 1)) || tier.Has(NewID("a/b/c", "v2", 1)) {
+		t.Fatal("Has disagrees with what was put")
+	}
 	if _, err := tier.Get(NewID("a/b/c", "v2", 1)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("other version: err = %v, want ErrNotFound", err)
 	}

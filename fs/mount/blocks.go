@@ -13,7 +13,7 @@ import (
 // Getting blocks: from the blocks just fetched, from a run fetching them,
 // from the block cache, or from the store through the cache. Every GET is
 // pinned to the version the reader opened (IfVersion) and holds units of
-// the fetch semaphore, one per block it fills.
+// the fetch semaphore, one per block it has yet to fill.
 
 // blockKey names block i of the object o in the block cache; vkey is
 // o.versionKey.
@@ -47,50 +47,97 @@ func (f *filesystem) getBlockWith(ctx context.Context, k block.Key, fetch func(c
 }
 
 // fetchRun reads blocks keys[0].Index, keys[0].Index+1, ... of the object
-// r pins with one ranged GET, pinned to its version, holding one unit of
-// the fetch semaphore per block. The run stops before a block another run
-// is fetching; readers of its other blocks wait for it (see inflight). It
-// does not retry: callers fetch a failed run again block by block
-// (fetchBlock retries).
-func (f *filesystem) fetchRun(ctx context.Context, r *objread.Object, keys []block.Key) ([][]byte, error) {
+// r pins with one ranged GET, pinned to its version, and returns the first
+// as soon as its bytes have arrived. The run stops before a block another
+// run is fetching; readers of its other blocks wait for it (see inflight).
+// A goroutine goes on reading them, each handed, as soon as its bytes have
+// arrived, to recent, to the readers waiting for it and to the block
+// cache, so that a reader never waits for more of the GET than its own
+// block.
+//
+// ctx bounds the GET until the first block is returned, rest from then
+// on; a run ended early hands its readers the error (they then fetch
+// their block themselves). It holds one unit of the fetch semaphore per
+// block not yet read. It does not retry: callers fetch a failed first
+// block again with fetchBlock (which retries).
+func (f *filesystem) fetchRun(ctx, rest context.Context, r *objread.Object, keys []block.Key) ([]byte, error) {
 	keys = keys[:min(len(keys), f.opts.Concurrency)]
-	n := 1 + f.runs.claim(keys[1:])
-	keys = keys[:n]
-	blocks, err := f.getRun(ctx, r, keys[0].Index, n)
-	for i, b := range blocks {
-		f.recent.put(keys[i], b)
+	keys = keys[:1+f.runs.claim(keys[1:])]
+	n := int64(len(keys))
+	if err := f.fetches.Acquire(ctx, n); err != nil {
+		f.runs.settle(keys[1:], nil, err)
+		return nil, err
 	}
-	f.runs.settle(keys[1:], blocks[min(1, len(blocks)):], err)
-	return blocks, err
+	// The GET outlives ctx once the first block is out: gctx follows ctx
+	// until then, and rest afterwards.
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	detach := context.AfterFunc(ctx, cancel)
+	body, off, end, err := f.openRun(gctx, r, keys[0].Index, n)
+	var first []byte
+	if err == nil {
+		first, err = f.readRunBlock(body, r, off, end)
+		if err != nil {
+			body.Close()
+		}
+	}
+	if err != nil {
+		detach()
+		cancel()
+		f.fetches.Release(n)
+		f.runs.settle(keys[1:], nil, err)
+		return nil, err
+	}
+	f.recent.put(keys[0], first)
+	f.fetches.Release(1)
+	detach()
+	stop := context.AfterFunc(rest, cancel)
+	go func() {
+		defer cancel()
+		defer stop()
+		defer body.Close()
+		o := off + int64(len(first))
+		for i, k := range keys[1:] {
+			b, err := f.readRunBlock(body, r, o, end)
+			if err != nil {
+				f.fetches.Release(int64(len(keys) - 1 - i))
+				f.runs.settle(keys[1+i:], nil, err)
+				return
+			}
+			o += int64(len(b))
+			f.recent.put(k, b)
+			f.runs.settle(keys[1+i:2+i], [][]byte{b}, nil)
+			f.fetches.Release(1)
+			_ = f.cache.Add(k, b)
+		}
+	}()
+	return first, nil
 }
 
-// getRun is fetchRun's GET of n blocks from block first.
-func (f *filesystem) getRun(ctx context.Context, r *objread.Object, first int64, n int) ([][]byte, error) {
-	if err := f.fetches.Acquire(ctx, int64(n)); err != nil {
-		return nil, err
-	}
-	defer f.fetches.Release(int64(n))
+// openRun starts the GET of n blocks from block first of the object r
+// pins, and returns its body and the byte range [off, end) it holds.
+func (f *filesystem) openRun(ctx context.Context, r *objread.Object, first, n int64) (io.ReadCloser, int64, int64, error) {
 	info, bs := r.Info(), f.opts.BlockSize
 	off := first * bs
-	end := min(off+int64(n)*bs, info.Size)
+	end := min(off+n*bs, info.Size)
 	body, got, err := f.b.GetRange(ctx, info.Key, off, end-off, backends.ReadOptions{IfVersion: info.Version})
 	if err != nil {
-		return nil, err
+		return nil, 0, 0, err
 	}
-	defer body.Close()
 	if got.Size != info.Size {
-		return nil, backends.Errorf("get", f.store, info.Key, backends.ErrPrecondition,
+		body.Close()
+		return nil, 0, 0, backends.Errorf("get", f.store, info.Key, backends.ErrPrecondition,
 			fmt.Errorf("object is now %d bytes, pinned at %d", got.Size, info.Size))
 	}
-	blocks := make([][]byte, 0, n)
-	for o := off; o < end; o += bs {
-		b := make([]byte, min(bs, end-o))
-		if _, err := io.ReadFull(body, b); err != nil {
-			return nil, fmt.Errorf("reading blocks %d-%d of %q: %w", first, first+int64(n)-1, info.Key, err)
-		}
-		blocks = append(blocks, b)
+	return body, off, end, nil
+}
+
+// readRunBlock reads the block at byte off of a run's body ending at end.
+func (f *filesystem) readRunBlock(body io.Reader, r *objread.Object, off, end int64) ([]byte, error) {
+	b := make([]byte, min(f.opts.BlockSize, end-off))
+	if _, err := io.ReadFull(body, b); err != nil {
+		return nil, fmt.Errorf("reading block %d of %q: %w", off/f.opts.BlockSize, r.Info().Key, err)
 	}
-	return blocks, nil
+	return b, nil
 }
 
 // fetchBlock reads block i of the pinned object read by r, holding one

@@ -7,10 +7,12 @@
 // its pages, which carry sizes, mtimes and versions) and is kept in a
 // metadata cache for the metadata TTL; READDIRPLUS answers its lookups from
 // the listing it is reading, so a directory of any size costs its LIST
-// pages and no request per entry. A lookup without a cached listing probes
-// the name with a Stat and a one-entry ListDir at once. Negative answers
-// are cached too. The kernel's entry and attribute timeouts are what is
-// left of the TTL. Keys that cannot be file names (namespace.PathFor) are
+// pages and no request per entry. Opening a directory lists ahead, in the
+// background, the few directories a walk (ls -R, find) opens next, so
+// that it finds them listed (see prefetchListings). A lookup without a
+// cached listing probes the name with a Stat and a one-entry ListDir at
+// once. Negative answers are cached too. The kernel's entry and attribute
+// timeouts are what is left of the TTL. Keys that cannot be file names (namespace.PathFor) are
 // hidden and logged; a name that is both a file and a directory shows the
 // directory.
 //
@@ -27,9 +29,11 @@
 // Reads. A read within one block returns a slice of the cached block
 // (no copy). Each handle keeps a readahead window (see window) that grows
 // on sequential reads to Options.Readahead, its blocks fetched ahead by
-// concurrent ranged GETs through the block cache (which shares one GET
-// among concurrent readers of a block); random reads fetch only the blocks
-// they touch.
+// concurrent ranged GETs of several blocks each, through the block cache
+// (which shares one GET among concurrent readers of a block); a GET hands
+// each block to its readers as soon as its bytes have arrived, and blocks
+// found in the cache (on disk after a remount) are read all at once.
+// Random reads fetch only the blocks they touch.
 //
 // Errors become errnos in one place, errnoFor: ENOENT, EACCES, ESTALE for a
 // version change under an open handle, EINTR for an interrupted request,

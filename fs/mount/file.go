@@ -152,6 +152,9 @@ func (h *readHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 // block returns block i: read ahead by this handle, else from the block
 // cache (or fetched through it).
 func (h *readHandle) block(ctx context.Context, i int64) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err // interrupted: not even a block already at hand
+	}
 	h.mu.Lock()
 	s := h.slots[i]
 	if s != nil {

@@ -42,11 +42,9 @@ type filesystem struct {
 	lookups   *meta.Cache[lookup]
 	fetches   *semaphore.Weighted // one unit per block GET in flight
 	readahead *semaphore.Weighted // bytes of blocks read ahead and held
-	// prefetchBatches bounds the directories listing their
-	// subdirectories ahead at once (see prefetchListings).
-	prefetchBatches *semaphore.Weighted
-	recent          *recent  // blocks just fetched
-	runs            inflight // blocks being fetched by runs
+	ahead     listingsAhead       // directories to list ahead (see prefetchListings)
+	recent    *recent             // blocks just fetched
+	runs      inflight            // blocks being fetched by runs
 	// closing is cancelled when the mount goes away, stopping every
 	// prefetch.
 	closing context.Context
@@ -62,21 +60,20 @@ type lookup struct {
 
 func newFilesystem(closing context.Context, b backends.Backend, opts Options) *filesystem {
 	f := &filesystem{
-		b:               b,
-		store:           b.String(),
-		cache:           opts.Cache,
-		opts:            opts,
-		log:             opts.Logger,
-		metrics:         opts.Metrics,
-		now:             opts.Now,
-		started:         opts.Now(),
-		listings:        meta.New[*listing](opts.MetadataTTL, maxListings, opts.Now),
-		lookups:         meta.New[lookup](opts.MetadataTTL, maxLookups, opts.Now),
-		fetches:         semaphore.NewWeighted(int64(opts.Concurrency)),
-		readahead:       semaphore.NewWeighted(opts.ReadaheadMemory),
-		recent:          newRecent(opts.BlockSize),
-		prefetchBatches: semaphore.NewWeighted(prefetchBatches),
-		closing:         closing,
+		b:         b,
+		store:     b.String(),
+		cache:     opts.Cache,
+		opts:      opts,
+		log:       opts.Logger,
+		metrics:   opts.Metrics,
+		now:       opts.Now,
+		started:   opts.Now(),
+		listings:  meta.New[*listing](opts.MetadataTTL, maxListings, opts.Now),
+		lookups:   meta.New[lookup](opts.MetadataTTL, maxLookups, opts.Now),
+		fetches:   semaphore.NewWeighted(int64(opts.Concurrency)),
+		readahead: semaphore.NewWeighted(opts.ReadaheadMemory),
+		recent:    newRecent(opts.BlockSize),
+		closing:   closing,
 	}
 	return f
 }

@@ -116,12 +116,13 @@ func TestSequentialReadsMatchAndReadAhead(t *testing.T) {
 		t.Errorf("%v blocks read ahead, want most of the 41", n)
 	}
 	// Every byte fetched once (readahead and demand reads share
-	// fetches), in fewer GETs than blocks (readahead fetches runs).
+	// fetches), in GETs of whole runs: the window's end moves one block
+	// at a time, and is fetched runBlocks blocks at a time all the same.
 	if n := e.counts.BytesRead(); n != int64(len(data)) {
 		t.Errorf("fetched %d bytes of a %d-byte object", n, len(data))
 	}
-	if gets := e.counts.Requests(metered.Get); gets >= 41 {
-		t.Errorf("%d GETs for 41 blocks: readahead did not fetch runs", gets)
+	if gets, most := e.counts.Requests(metered.Get), int64(41+runBlocks-1)/runBlocks+1; gets > most {
+		t.Errorf("%d GETs for 41 blocks, want at most %d: readahead did not fetch whole runs", gets, most)
 	}
 }
 
@@ -248,19 +249,10 @@ func TestOpeningADirectoryListsItsSubdirectoriesAhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.fsys.prefetchListings("", root)
-	deadline := time.After(10 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
+	e.fsys.ahead.wg.Wait()
 	for _, dir := range []string{"a/", "b/", "c/"} {
-		for {
-			if _, _, ok := e.fsys.listings.Get(dir); ok {
-				break
-			}
-			select {
-			case <-deadline:
-				t.Fatalf("%s was not listed ahead", dir)
-			case <-tick.C:
-			}
+		if _, _, ok := e.fsys.listings.Get(dir); !ok {
+			t.Errorf("%s was not listed ahead", dir)
 		}
 	}
 	if _, _, ok := e.fsys.listings.Get("c/d/"); ok {
@@ -275,6 +267,48 @@ func TestOpeningADirectoryListsItsSubdirectoriesAhead(t *testing.T) {
 	}
 }
 
+func TestListingAheadFollowsTheWalk(t *testing.T) {
+	e := newReadEnv(t, Options{MetadataTTL: time.Hour})
+	const dirs = 3 * prefetchAhead
+	name := func(i int) string { return fmt.Sprintf("d%02d/", i) }
+	for i := range dirs {
+		e.put(t, name(i)+"f", []byte("x"))
+	}
+	listed := func() (n []int) {
+		for i := range dirs {
+			if _, _, ok := e.fsys.listings.Get(name(i)); ok {
+				n = append(n, i)
+			}
+		}
+		return n
+	}
+	open := func(dir string) {
+		t.Helper()
+		l, err := e.fsys.listing(t.Context(), dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.fsys.prefetchListings(dir, l)
+		e.fsys.ahead.wg.Wait()
+	}
+	// Opening the root lists its first subdirectories ahead, not all.
+	open("")
+	if got := listed(); len(got) != prefetchAhead || got[prefetchAhead-1] != prefetchAhead-1 {
+		t.Fatalf("after opening the root, listed %v, want the first %d", got, prefetchAhead)
+	}
+	// Each subdirectory opened moves the window along its siblings.
+	for i := range 3 {
+		open(name(i))
+		if got := listed(); len(got) != prefetchAhead+i+1 {
+			t.Fatalf("after opening %s, listed %v, want the first %d", name(i), got, prefetchAhead+i+1)
+		}
+	}
+	lists := e.counts.Requests(metered.List)
+	if want := int64(1 + prefetchAhead + 3); lists != want {
+		t.Errorf("%d LISTs, want %d: one per directory listed", lists, want)
+	}
+}
+
 func TestNoListingAheadWithoutMetadataCache(t *testing.T) {
 	e := newReadEnv(t, Options{MetadataTTL: 0})
 	e.put(t, "a/1", []byte("x"))
@@ -284,9 +318,7 @@ func TestNoListingAheadWithoutMetadataCache(t *testing.T) {
 	}
 	before := e.counts.Requests(metered.List)
 	e.fsys.prefetchListings("", root)
-	if !e.fsys.prefetchBatches.TryAcquire(prefetchBatches) {
-		t.Fatal("a prefetch batch started with the metadata cache off")
-	}
+	e.fsys.ahead.wg.Wait()
 	if got := e.counts.Requests(metered.List); got != before {
 		t.Errorf("%d LISTs ahead with nothing to keep them", got-before)
 	}

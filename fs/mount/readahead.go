@@ -3,6 +3,7 @@ package mount
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ferryio/ferry/cache/block"
 	"github.com/ferryio/ferry/fs/objread"
@@ -60,8 +61,9 @@ func (w *window) observe(off, end int64) (from, to int64, grew bool) {
 // Readahead fetching. The blocks of a window that no slot holds yet are
 // requested in runs of up to runBlocks consecutive blocks, each run one
 // ranged GET (fewer and larger requests cost the store and ferry less per
-// byte), split into blocks for the cache. A run that fails is fetched again
-// block by block through the retried reads.
+// byte), streamed: each block is handed over as soon as its bytes have
+// arrived, so a long run delays no reader. A run that fails is fetched
+// again block by block through the retried reads.
 const (
 	// runBlocks is the most blocks one readahead GET fetches.
 	runBlocks = 4
@@ -90,9 +92,10 @@ func (s *slot) complete(b []byte, err error) {
 
 // plan tells the readahead window about a read of [off, end), drops the
 // slots the reader has passed or that left the window, and requests the
-// blocks of the window that no slot holds, as far as the per-handle limit
-// and the readahead budget allow. A dropped slot's fetch goes on (the
-// fetch semaphore bounds it) and its block lands in the cache.
+// blocks of the window that no slot holds, in runs, as far as the
+// per-handle limit and the readahead budget allow. A dropped slot's fetch
+// goes on (the fetch semaphore bounds it) and its block lands in the
+// cache.
 func (h *readHandle) plan(off, end int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -158,55 +161,64 @@ func (h *readHandle) plan(off, end int64) {
 			break
 		}
 	}
+	// A short run at the end of the window waits for the window to move
+	// on and make it a whole one, unless the reader is near it or it
+	// ends the file: in the steady state the window's end moves one block
+	// at a time, and would otherwise be fetched by one GET per block.
+	if n := int64(len(run)); n > 0 && n < runBlocks && first > cur+runBlocks && first+n-1 < h.last {
+		for j := range n {
+			h.unplanLocked(first + j)
+		}
+		run = nil
+	}
 	start()
 	h.fsys.metrics.prefetch(requested)
 }
 
-// fillRun fetches the blocks first, first+1, ... into run's slots: block
-// first through the cache, its fetch reading the whole run with one GET;
-// the others are handed to the cache's tiers as they came, or read
-// separately, in parallel, if the run's GET did not happen (block first was
-// cached) or failed.
+// unplanLocked removes slot i, not yet requested, releasing its budget.
+func (h *readHandle) unplanLocked(i int64) {
+	delete(h.slots, i)
+	h.fsys.readahead.Release(h.bs)
+	h.fsys.metrics.readaheadBytes(-h.bs)
+}
+
+// fillRun fetches the blocks first, first+1, ... into run's slots. Block
+// first is read through the cache, its fetch reading the whole run with
+// one GET that hands each block over as it arrives (see fetchRun); the
+// others are then got as any reader gets them: from that run, cached, or
+// fetched one by one if the run's GET failed. If block first came from
+// elsewhere (a reader fetching it alone), the rest is still a run, and is
+// fetched the same way. Cached blocks (on disk after a remount, typically)
+// are read all at once, block by block.
 func (h *readHandle) fillRun(ctx context.Context, first int64, run []*slot) {
-	rest := make(chan [][]byte, 1)
-	b, err := h.fsys.getBlockWith(ctx, h.key(first), func(ctx context.Context) ([]byte, error) {
-		if len(run) > 1 {
-			keys := make([]block.Key, len(run))
-			for j := range keys {
-				keys[j] = h.key(first + int64(j))
-			}
-			blocks, err := h.fsys.fetchRun(ctx, h.obj, keys)
-			if err == nil {
-				rest <- blocks[1:]
-				return blocks[0], nil
-			}
-			if !objread.IsTransient(err) {
-				return nil, err
-			}
+	for len(run) > 1 && !h.fsys.cache.Cached(h.key(first)) {
+		// The fetch may outlive this call (if ctx is done first): it
+		// gets its own copy of the run's keys.
+		keys := make([]block.Key, len(run))
+		for j := range keys {
+			keys[j] = h.key(first + int64(j))
 		}
-		return h.fsys.fetchBlock(ctx, h.obj, first)
-	})
-	run[0].complete(b, err)
-	var more [][]byte
-	select {
-	case more = <-rest:
-	default:
+		var fetched atomic.Bool
+		b, err := h.fsys.getBlockWith(ctx, keys[0], func(fctx context.Context) ([]byte, error) {
+			fetched.Store(true)
+			b, err := h.fsys.fetchRun(fctx, ctx, h.obj, keys)
+			if err == nil || !objread.IsTransient(err) {
+				return b, err
+			}
+			return h.fsys.fetchBlock(fctx, h.obj, keys[0].Index)
+		})
+		run[0].complete(b, err)
+		first, run = first+1, run[1:]
+		if fetched.Load() || ctx.Err() != nil {
+			break
+		}
 	}
-	var wg sync.WaitGroup // at most runBlocks-1 goroutines
-	for j := 1; j < len(run); j++ {
-		k := h.key(first + int64(j))
-		if j-1 < len(more) {
-			bj := more[j-1]
-			run[j].complete(bj, nil)
-			_, _ = h.fsys.cache.Get(ctx, k, func(context.Context) ([]byte, error) { return bj, nil })
-			continue
-		}
-		// Cached (on disk, typically) or to be fetched one by one: in
-		// parallel, as the run's GET would have been.
+	var wg sync.WaitGroup // at most runBlocks goroutines
+	for j := range run {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			run[j].complete(h.fsys.getBlock(ctx, h.obj, k))
+			run[j].complete(h.fsys.getBlock(ctx, h.obj, h.key(first+int64(j))))
 		}()
 	}
 	wg.Wait()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	mrand "math/rand/v2"
 	"os"
 	"os/exec"
@@ -329,6 +330,53 @@ func TestMountLargeDirectory(t *testing.T) {
 				if got := after[key] - before[key]; got != want {
 					t.Errorf("listing %d entries with sizes and mtimes made %v %s requests, want %v", n, got, kind, want)
 				}
+			}
+			m.unmount()
+		})
+	}
+}
+
+// A walk of the tree lists each directory once, most of them ahead of the
+// walker; a look at a few directories lists only a few more than it opens.
+func TestMountWalkListsEachDirectoryOnce(t *testing.T) {
+	const dirs = 60
+	for _, s := range Stores(t) {
+		t.Run(s.Name, func(t *testing.T) {
+			objs := map[string][]byte{"walk/d00/sub/g": []byte("g")}
+			for i := range dirs {
+				objs[fmt.Sprintf("walk/d%02d/f", i)] = []byte{byte(i)}
+			}
+			putObjects(t, s.Backend(t), objs)
+			m := startMount(t, s)
+			lists := func() float64 { return m.requests("LIST") }
+			before := lists()
+			// Like cat walk/d0[0-2]/*: the root, walk/ and three of its
+			// subdirectories opened in order.
+			for _, d := range []string{"", "walk", "walk/d00", "walk/d01", "walk/d02"} {
+				if _, err := os.ReadDir(m.path(d)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// At most: the root and walk/, d00-d18 (the 16 after each of
+			// d00-d02, listed ahead) and d00/sub; not all 63.
+			if got := lists() - before; got < 5 || got > 22 {
+				t.Errorf("opening 5 directories made %v LISTs, want 5 to 22", got)
+			}
+			var seen int
+			err := filepath.WalkDir(m.dir, func(_ string, d fs.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					seen++
+				}
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := 1 + 1 + dirs + 1; seen != want {
+				t.Fatalf("the walk saw %d directories, want %d", seen, want)
+			}
+			if got := lists() - before; got != float64(seen) {
+				t.Errorf("walking %d directories made %v LISTs, want one each", seen, got)
 			}
 			m.unmount()
 		})
