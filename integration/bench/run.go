@@ -87,10 +87,13 @@ type measurement struct {
 	requests map[string]float64
 }
 
-// runOnce runs argv once (after dropping the page cache when allowed) and
-// measures wall time, peak RSS and the requests MinIO served meanwhile.
-func (b *bench) runOnce(ctx context.Context, peer bool, argv []string) (measurement, error) {
-	dropCaches()
+// runOnce runs argv once (after dropping the page cache, when allowed,
+// unless warm) and measures wall time, peak RSS and the requests MinIO
+// served meanwhile.
+func (b *bench) runOnce(ctx context.Context, peer, warm bool, argv []string) (measurement, error) {
+	if !warm {
+		dropCaches()
+	}
 	before, err := b.srv.Stats(ctx)
 	if err != nil {
 		return measurement{}, err
@@ -119,15 +122,16 @@ func (b *bench) runOnce(ctx context.Context, peer bool, argv []string) (measurem
 }
 
 // measure runs cfg.runs times the command that next prepares and returns,
-// and adds the row with the median time and the highest peak RSS.
-func (b *bench) measure(ctx context.Context, job, ds, tool string, peer bool, next func() ([]string, error)) error {
+// each time cold (page cache dropped) unless warm, and adds the row with
+// the median time and the highest peak RSS.
+func (b *bench) measure(ctx context.Context, job, ds, tool string, peer, warm bool, next func() ([]string, error)) error {
 	var ms []measurement
 	for range b.cfg.runs {
 		argv, err := next()
 		if err != nil {
 			return err
 		}
-		m, err := b.runOnce(ctx, peer, argv)
+		m, err := b.runOnce(ctx, peer, warm, argv)
 		if err != nil {
 			return err
 		}
@@ -141,6 +145,17 @@ func (b *bench) measure(ctx context.Context, job, ds, tool string, peer bool, ne
 	med := ms[len(ms)/2]
 	b.add(result{job: job, dataset: ds, tool: tool, seconds: med.seconds, rssKiB: rss, requests: formatRequests(med.requests)})
 	return nil
+}
+
+// noop measures argv as a no-op re-run twice: right after the run, caches
+// warm (a container restarted on the same node; the row the targets are
+// read from), and with the page cache dropped, where both tools wait on
+// MinIO reading each object's metadata from disk.
+func (b *bench) noop(ctx context.Context, job, ds, tool string, peer bool, argv []string) error {
+	if err := b.measure(ctx, job, ds+" no-op re-run", tool, peer, true, same(argv)); err != nil {
+		return err
+	}
+	return b.measure(ctx, job, ds+" no-op re-run, cold", tool, peer, false, same(argv))
 }
 
 // same returns a next func for measure that runs argv as it is each time.
@@ -246,10 +261,10 @@ func (b *bench) load(ctx context.Context, ds dataset) error {
 		dir := fmt.Sprintf("%s/load-%s-%s", b.cfg.work, ds.name, strings.Fields(t.tool)[0])
 		argv := t.argv(dir)
 		fresh := func() ([]string, error) { return argv, resetDir(dir) }
-		if err := b.measure(ctx, "load", ds.name, t.tool, t.peer, fresh); err != nil {
+		if err := b.measure(ctx, "load", ds.name, t.tool, t.peer, false, fresh); err != nil {
 			return err
 		}
-		if err := b.measure(ctx, "load", ds.name+" no-op re-run", t.tool, t.peer, same(argv)); err != nil {
+		if err := b.noop(ctx, "load", ds.name, t.tool, t.peer, argv); err != nil {
 			return err
 		}
 		if err := os.RemoveAll(dir); err != nil {
@@ -267,7 +282,7 @@ func (b *bench) store(ctx context.Context, ds dataset) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if _, err := b.runOnce(ctx, false, []string{b.cfg.ferry, "load", "--quiet", fmt.Sprintf("s3://%s/%s/", b.bucket, ds.name), dir}); err != nil {
+	if _, err := b.runOnce(ctx, false, false, []string{b.cfg.ferry, "load", "--quiet", fmt.Sprintf("s3://%s/%s/", b.bucket, ds.name), dir}); err != nil {
 		return err
 	}
 	for _, t := range []struct {
@@ -287,10 +302,10 @@ func (b *bench) store(ctx context.Context, ds dataset) error {
 			argv = t.argv(fmt.Sprintf("up-%s-%s-%d", ds.name, strings.Fields(t.tool)[0], run))
 			return argv, nil
 		}
-		if err := b.measure(ctx, "store", ds.name, t.tool, t.peer, fresh); err != nil {
+		if err := b.measure(ctx, "store", ds.name, t.tool, t.peer, false, fresh); err != nil {
 			return err
 		}
-		if err := b.measure(ctx, "store", ds.name+" no-op re-run", t.tool, t.peer, same(argv)); err != nil {
+		if err := b.noop(ctx, "store", ds.name, t.tool, t.peer, argv); err != nil {
 			return err
 		}
 	}
