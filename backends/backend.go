@@ -194,10 +194,18 @@ type Checksums struct {
 	// full-object checksum for objects uploaded with it (the AWS SDKs'
 	// default). Reported by stores, never sent: uploads send CRC32C and MD5.
 	CRC32 []byte `json:"crc32,omitempty"`
+	// CRC64NVME is the 8-byte big-endian CRC-64/NVME (reflected
+	// polynomial 0x9a6c9329ac4bc9b5), which S3 keeps as a full-object
+	// checksum of every object uploaded without another one (AWS's
+	// default since 2025) and recent AWS SDKs and CLI send. Reported by
+	// stores, never sent.
+	CRC64NVME []byte `json:"crc64nvme,omitempty"`
 }
 
 // IsZero reports whether no checksum is known.
-func (c Checksums) IsZero() bool { return len(c.MD5) == 0 && len(c.CRC32C) == 0 && len(c.CRC32) == 0 }
+func (c Checksums) IsZero() bool {
+	return len(c.MD5) == 0 && len(c.CRC32C) == 0 && len(c.CRC32) == 0 && len(c.CRC64NVME) == 0
+}
 
 // ReadOptions tune GetRange.
 type ReadOptions struct {

@@ -135,7 +135,7 @@ func (b *Backend) CompleteUpload(ctx context.Context, u backends.Upload, parts [
 	}
 	oi := info(u.Key, size, responseDate(out.ResultMetadata), out.ETag, out.VersionId,
 		aws.String(u.Options.ContentType), u.Options.Metadata, sse(out.ServerSideEncryption, nil))
-	oi.Checksums.CRC32C = wholeCRC(out.ChecksumCRC32C, out.ChecksumType)
+	oi.Checksums.CRC32C = wholeCRC(out.ChecksumCRC32C, out.ChecksumType, 4)
 	return oi, nil
 }
 

@@ -162,9 +162,11 @@ func defaultHTTPClient() *awshttp.BuildableClient {
 // String returns "s3://bucket".
 func (b *Backend) String() string { return "s3://" + b.bucket }
 
-// Stat returns the object's attributes from a HEAD request, with its stored
-// CRC32C when it is a checksum of the whole object (single-part objects and
-// full-object multipart checksums), and its MD5 when the ETag is one. A
+// Stat returns the object's attributes from a HEAD request (checksum mode
+// enabled), with its stored CRC32C, CRC32 and CRC64NVME when they are
+// checksums of the whole object (single-part objects and full-object
+// multipart checksums; S3 keeps at most one, and a CRC64NVME for every
+// object uploaded without another), and its MD5 when the ETag is one. A
 // HEAD response has no body, so a missing bucket also reads as ErrNotExist.
 func (b *Backend) Stat(ctx context.Context, key string) (backends.ObjectInfo, error) {
 	return b.head(ctx, "stat", key, backends.ReadOptions{})
@@ -185,8 +187,7 @@ func (b *Backend) head(ctx context.Context, op, key string, opts backends.ReadOp
 	}
 	oi := info(key, aws.ToInt64(out.ContentLength), out.LastModified, out.ETag, out.VersionId,
 		out.ContentType, out.Metadata, sse(out.ServerSideEncryption, out.SSECustomerAlgorithm))
-	oi.Checksums.CRC32C = wholeCRC(out.ChecksumCRC32C, out.ChecksumType)
-	oi.Checksums.CRC32 = wholeCRC(out.ChecksumCRC32, out.ChecksumType)
+	oi.Checksums = headChecksums(oi.Checksums, out)
 	if err := b.checkExact(op, key, opts, oi.Version); err != nil {
 		return backends.ObjectInfo{}, err
 	}
@@ -378,7 +379,7 @@ func (b *Backend) Put(ctx context.Context, key string, body io.ReadSeeker, size 
 	}
 	oi := info(key, size, responseDate(out.ResultMetadata), out.ETag, out.VersionId, aws.String(opts.ContentType),
 		opts.Metadata, sse(out.ServerSideEncryption, out.SSECustomerAlgorithm))
-	oi.Checksums.CRC32C = wholeCRC(out.ChecksumCRC32C, out.ChecksumType)
+	oi.Checksums.CRC32C = wholeCRC(out.ChecksumCRC32C, out.ChecksumType, 4)
 	return oi, nil
 }
 
@@ -446,16 +447,25 @@ func sse(alg types.ServerSideEncryption, customerAlg *string) bool {
 	return (alg != "" && alg != types.ServerSideEncryptionAes256) || aws.ToString(customerAlg) != ""
 }
 
-// wholeCRC decodes a stored CRC32C or CRC32 when it covers the whole
-// object: a FULL_OBJECT checksum, or one without a type that is not a
-// composite ("...-N") checksum of parts.
-func wholeCRC(b64 *string, typ types.ChecksumType) []byte {
+// headChecksums adds to sums the whole-object CRCs of a HEAD response.
+func headChecksums(sums backends.Checksums, out *s3.HeadObjectOutput) backends.Checksums {
+	sums.CRC32C = wholeCRC(out.ChecksumCRC32C, out.ChecksumType, 4)
+	sums.CRC32 = wholeCRC(out.ChecksumCRC32, out.ChecksumType, 4)
+	sums.CRC64NVME = wholeCRC(out.ChecksumCRC64NVME, out.ChecksumType, 8)
+	return sums
+}
+
+// wholeCRC decodes a stored CRC of size bytes (4: CRC32C, CRC32; 8:
+// CRC64NVME) when it covers the whole object: a FULL_OBJECT checksum, or
+// one without a type that is not a composite ("...-N") checksum of parts.
+// A value that does not decode to size bytes gives nil.
+func wholeCRC(b64 *string, typ types.ChecksumType, size int) []byte {
 	s := aws.ToString(b64)
 	if s == "" || typ == types.ChecksumTypeComposite || strings.Contains(s, "-") {
 		return nil
 	}
 	crc, err := base64.StdEncoding.DecodeString(s)
-	if err != nil || len(crc) != 4 {
+	if err != nil || len(crc) != size {
 		return nil
 	}
 	return crc

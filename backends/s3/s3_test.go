@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"hash/crc32"
+	"hash/crc64"
 	"io"
 	"net/http"
 	"os"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/ferryio/ferry/backends"
 	"github.com/ferryio/ferry/backends/backendtest"
@@ -745,5 +748,123 @@ func TestStatReportsSDKCRC32(t *testing.T) {
 	want := binary.BigEndian.AppendUint32(nil, crc32.ChecksumIEEE(data))
 	if !bytes.Equal(info.Checksums.CRC32, want) {
 		t.Fatalf("Stat CRC32 = %x, want %x (all: %+v)", info.Checksums.CRC32, want, info.Checksums)
+	}
+}
+
+// TestStatReportsSDKCRC64NVME: an object uploaded as recent AWS SDKs and
+// CLI do, with a CRC64NVME full-object checksum, reports it through Stat
+// (a HEAD with checksum mode enabled), so load verifies with that CRC
+// instead of a whole-object MD5 (or nothing, for multipart uploads).
+func TestStatReportsSDKCRC64NVME(t *testing.T) {
+	ctx := t.Context()
+	bucket := newBucket(t, false)
+	data := bytes.Repeat([]byte("crc64nvme of ferry "), 1000)
+	sum := binary.BigEndian.AppendUint64(nil, crc64.Checksum(data, crc64.MakeTable(0x9a6c9329ac4bc9b5)))
+	_, err := srv.Client().PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("k"),
+		Body: bytes.NewReader(data), ChecksumAlgorithm: types.ChecksumAlgorithmCrc64nvme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := srv.Client().HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String("k"),
+		ChecksumMode: types.ChecksumModeEnabled})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := aws.ToString(head.ChecksumCRC64NVME); got != base64.StdEncoding.EncodeToString(sum) {
+		t.Fatalf("the server's HEAD gives x-amz-checksum-crc64nvme %q (type %q), want %q", got, head.ChecksumType,
+			base64.StdEncoding.EncodeToString(sum))
+	}
+	info, err := open(t, bucket).Stat(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(info.Checksums.CRC64NVME, sum) {
+		t.Fatalf("Stat CRC64NVME = %x, want %x (all: %+v)", info.Checksums.CRC64NVME, sum, info.Checksums)
+	}
+}
+
+// TestForeignChecksums: objects uploaded by the AWS SDK as other programs
+// upload them (CRC64NVME as recent SDKs and the CLI send it, single-part
+// and as a full-object multipart checksum, whose ETag is no MD5; CRC32 as
+// older SDKs do) report their whole-object CRC, and the right one.
+func TestForeignChecksums(t *testing.T) {
+	bucket := newBucket(t, false)
+	client := srv.Client()
+	single := func(alg types.ChecksumAlgorithm) func(t *testing.T, key string, data []byte) {
+		return func(t *testing.T, key string, data []byte) {
+			_, err := client.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
+				Body: bytes.NewReader(data), ChecksumAlgorithm: alg})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	multipart := func(t *testing.T, key string, data []byte) {
+		ctx := t.Context()
+		up, err := client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key),
+			ChecksumAlgorithm: types.ChecksumAlgorithmCrc64nvme, ChecksumType: types.ChecksumTypeFullObject})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var parts []types.CompletedPart
+		for n, off := int32(1), 0; off < len(data); n, off = n+1, off+minPartSize {
+			chunk := data[off:min(off+minPartSize, len(data))]
+			out, err := client.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(bucket), Key: aws.String(key),
+				UploadId: up.UploadId, PartNumber: aws.Int32(n), Body: bytes.NewReader(chunk),
+				ChecksumAlgorithm: types.ChecksumAlgorithmCrc64nvme})
+			if err != nil {
+				t.Fatal(err)
+			}
+			parts = append(parts, types.CompletedPart{PartNumber: aws.Int32(n), ETag: out.ETag, ChecksumCRC64NVME: out.ChecksumCRC64NVME})
+		}
+		_, err = client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key),
+			UploadId: up.UploadId, MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+			ChecksumType: types.ChecksumTypeFullObject})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	backendtest.ForeignChecksums(t, open(t, bucket), []backendtest.Upload{
+		{Name: "single-part CRC64NVME", Size: 100_000, Put: single(types.ChecksumAlgorithmCrc64nvme)},
+		{Name: "single-part CRC32", Size: 100_000, Put: single(types.ChecksumAlgorithmCrc32)},
+		{Name: "multipart CRC64NVME full-object", Size: minPartSize + 1000, Put: multipart},
+	})
+	st, err := open(t, bucket).Stat(t.Context(), "foreign/2")
+	if err != nil || len(st.Checksums.CRC64NVME) != 8 || st.Checksums.MD5 != nil {
+		t.Errorf("multipart CRC64NVME object: %+v, %v; want a CRC64NVME and no MD5 (its ETag is not one)", st.Checksums, err)
+	}
+}
+
+// TestWholeCRC decodes the checksums of HEAD responses without a server:
+// full-object values of the right size, nothing for composite checksums
+// of parts, malformed values or the wrong size.
+func TestWholeCRC(t *testing.T) {
+	nvme := []byte{0xae, 0x8b, 0x14, 0x86, 0x0a, 0x79, 0x98, 0x88}
+	crc := []byte{0xe3, 0x06, 0x92, 0x83}
+	b64 := func(p []byte) *string { return aws.String(base64.StdEncoding.EncodeToString(p)) }
+	out := &s3.HeadObjectOutput{ChecksumCRC64NVME: b64(nvme), ChecksumType: types.ChecksumTypeFullObject}
+	if got := headChecksums(backends.Checksums{}, out); !bytes.Equal(got.CRC64NVME, nvme) || got.CRC32C != nil || got.CRC32 != nil {
+		t.Errorf("full-object CRC64NVME: %+v", got)
+	}
+	out = &s3.HeadObjectOutput{ChecksumCRC32C: b64(crc)} // no type: single-part
+	if got := headChecksums(backends.Checksums{MD5: []byte{1}}, out); !bytes.Equal(got.CRC32C, crc) || got.CRC64NVME != nil || got.MD5 == nil {
+		t.Errorf("untyped CRC32C: %+v", got)
+	}
+	for _, c := range []struct {
+		name string
+		b64  *string
+		typ  types.ChecksumType
+		size int
+	}{
+		{"composite", b64(crc), types.ChecksumTypeComposite, 4},
+		{"composite suffix", aws.String(*b64(crc) + "-3"), "", 4},
+		{"4 bytes as CRC64NVME", b64(crc), types.ChecksumTypeFullObject, 8},
+		{"8 bytes as CRC32", b64(nvme), types.ChecksumTypeFullObject, 4},
+		{"not base64", aws.String("%%%%"), "", 4},
+		{"absent", nil, types.ChecksumTypeFullObject, 8},
+	} {
+		if got := wholeCRC(c.b64, c.typ, c.size); got != nil {
+			t.Errorf("%s: %x, want nil", c.name, got)
+		}
 	}
 }

@@ -134,6 +134,11 @@ func (w *walker) list(d *dir) {
 	defer close(d.done)
 	for e, err := range w.b.ListDir(w.ctx, d.prefix) {
 		if err != nil {
+			if w.ctx.Err() != nil {
+				// Cancelled: by another directory's failure (its error is
+				// the cause) or by the caller.
+				err = context.Cause(w.ctx)
+			}
 			d.err = err
 			w.fail(err)
 			return

@@ -45,8 +45,9 @@ func loadCommand() *command {
 func (f *loadFlags) register(fs *flag.FlagSet) {
 	f.commonFlags.register(fs)
 	f.transferFlags.register(fs, load.DefaultConcurrency, load.DefaultPartSize,
-		"ranged GETs in flight at once (parts and files together); memory: one copy buffer of min(128KiB, part size) per GET, "+
-			"one more per object read back (MD5, resumed parts), so at most 2 x this x 128KiB (4MiB at 16)",
+		"requests in flight at once (ranged GETs and HEADs, parts and files together: a slot a file no longer needs goes to the next); "+
+			"memory: one copy buffer of min(128KiB, part size) per GET, one more per file read back (MD5, resumed parts), "+
+			"so at most 2 x this x 128KiB (4MiB at 16)",
 		"size of the ranged GETs of large objects and the unit of resume (e.g. 8MiB; at least 64KiB)")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print what would be fetched, repaired or deleted, change nothing (exit 4 when there is something)")
 	fs.BoolVar(&f.delete, "delete", false, "delete local files and directories that are not in the store")

@@ -37,12 +37,13 @@ type fileItem struct {
 // checksum mismatch, and once with the store's current object when the
 // listed version was replaced or deleted meanwhile (not in replay, where
 // the version is fixed). A cancelled ctx leaves the temporary file and
-// journal in place for the next run.
-func (r *runner) fetch(ctx context.Context, it *fileItem, workers int) error {
+// journal in place for the next run. dispatched is called once the
+// object needs no more request slots than those it holds (see transfer).
+func (r *runner) fetch(ctx context.Context, it *fileItem, dispatched func()) error {
 	info := it.obj
 	var counted atomic.Int64 // progress bytes of the current attempt
 	for attempt := 1; ; attempt++ {
-		rec, err := r.fetchOnce(ctx, it, info, workers, &counted)
+		rec, err := r.fetchOnce(ctx, it, info, dispatched, &counted)
 		if err == nil {
 			it.rec = &rec
 			return nil
@@ -58,7 +59,11 @@ func (r *runner) fetch(ctx context.Context, it *fileItem, workers int) error {
 			r.notify(Event{Level: slog.LevelWarn, Kind: EventRetry, Key: info.Key, Path: it.path,
 				Msg: it.path + ": checksum mismatch, fetching it again", Err: err})
 		case (errors.Is(err, backends.ErrPrecondition) || errors.Is(err, backends.ErrNotExist)) && !r.opts.replay():
-			cur, serr := r.b.Stat(ctx, info.Key)
+			var cur backends.ObjectInfo
+			serr := r.inSlot(ctx, nil, func() (err error) {
+				cur, err = r.b.Stat(ctx, info.Key)
+				return err
+			})
 			if errors.Is(serr, backends.ErrNotExist) {
 				return errVanished
 			}
@@ -81,7 +86,7 @@ func (r *runner) fetch(ctx context.Context, it *fileItem, workers int) error {
 // fetchOnce downloads info into the object's temporary file (resuming from
 // its journal when that names the same version), verifies it, gives it its
 // mtime, mode and record, and renames it into place.
-func (r *runner) fetchOnce(ctx context.Context, it *fileItem, info backends.ObjectInfo, workers int, counted *atomic.Int64) (record, error) {
+func (r *runner) fetchOnce(ctx context.Context, it *fileItem, info backends.ObjectInfo, dispatched func(), counted *atomic.Int64) (record, error) {
 	partName, journalName := workNames(info.Key)
 	size := info.Size
 	nparts := int((size + r.opts.PartSize - 1) / r.opts.PartSize)
@@ -90,7 +95,11 @@ func (r *runner) fetchOnce(ctx context.Context, it *fileItem, info backends.Obje
 	// checksums, version id), which a listing may lack.
 	var attrs *backends.ObjectInfo
 	if size == 0 || (nparts >= 2 && info.Checksums.IsZero()) {
-		st, err := r.stat(ctx, info, it.exact)
+		var then func() // an empty object makes this request only
+		if size == 0 {
+			then = dispatched
+		}
+		st, err := r.stat(ctx, info, it.exact, then)
 		if err != nil {
 			return record{}, err
 		}
@@ -98,7 +107,7 @@ func (r *runner) fetchOnce(ctx context.Context, it *fileItem, info backends.Obje
 		info.Checksums = st.Checksums
 	}
 	capt := &capture{Backend: r.b, exact: it.exact}
-	obj := objread.Open(capt, info, r.readOpts(workers, size))
+	obj := objread.Open(capt, info, r.readOpts(size))
 
 	done := map[int]bool{}
 	if nparts >= 2 {
@@ -152,8 +161,10 @@ func (r *runner) fetchOnce(ctx context.Context, it *fileItem, info backends.Obje
 			}
 			return done[i]
 		},
-		OnBytes: func(n int64) { r.tracker.AddBytes(n); counted.Add(n) },
-		Verify:  true,
+		OnBytes:    func(n int64) { r.tracker.AddBytes(n); counted.Add(n) },
+		Slots:      r.slots,
+		Dispatched: dispatched,
+		Verify:     true,
 	}
 	if jw != nil {
 		dl.OnPart = func(i int, _ int64) error {
@@ -175,7 +186,7 @@ func (r *runner) fetchOnce(ctx context.Context, it *fileItem, info backends.Obje
 		if served, ok := capt.served(); ok {
 			attrs = &served
 		} else {
-			st, err := r.stat(ctx, info, it.exact) // every part was already here
+			st, err := r.stat(ctx, info, it.exact, nil) // every part was already here
 			if err != nil {
 				return record{}, err
 			}
@@ -200,22 +211,33 @@ func (r *runner) fetchOnce(ctx context.Context, it *fileItem, info backends.Obje
 	return rec, nil
 }
 
+// verifiedText says what an object was verified against: the checksum
+// Download checked, else every one objread.Verify checked (all of sums).
 func verifiedText(res objread.Result, sums backends.Checksums) string {
-	switch {
-	case len(res.Checked) > 0:
-		return "verified " + strings.Join(res.Checked, "+")
-	case len(sums.CRC32C) > 0:
-		return "verified crc32c"
-	case len(sums.MD5) > 0:
-		return "verified md5"
+	names := res.Checked
+	if len(names) == 0 {
+		for _, s := range []struct {
+			name string
+			sum  []byte
+		}{
+			{objread.CRC32C, sums.CRC32C}, {objread.CRC32, sums.CRC32},
+			{objread.CRC64NVME, sums.CRC64NVME}, {objread.MD5, sums.MD5},
+		} {
+			if len(s.sum) > 0 {
+				names = append(names, s.name)
+			}
+		}
 	}
-	return "no checksum"
+	if len(names) == 0 {
+		return "no checksum"
+	}
+	return "verified " + strings.Join(names, "+")
 }
 
-func (r *runner) readOpts(workers int, size int64) objread.Options {
+func (r *runner) readOpts(size int64) objread.Options {
 	o := objread.Options{
 		PartSize:    r.opts.PartSize,
-		Concurrency: workers,
+		Concurrency: r.opts.Concurrency, // the run's slots bound it
 		Logger:      r.opts.Logger,
 	}
 	// Objects smaller than a buffer get one of their size (garbage, but
@@ -228,17 +250,20 @@ func (r *runner) readOpts(workers int, size int64) objread.Options {
 	return o
 }
 
-// stat asks the store for the object's attributes and checks that it is
-// still the listed version; with exact, for the attributes of exactly
+// stat asks the store for the object's attributes, in a request slot
+// (then, when set, is called once it has one), and checks that it is still
+// the listed version; with exact, for the attributes of exactly
 // info.Version, current or not (see exactInfo).
-func (r *runner) stat(ctx context.Context, info backends.ObjectInfo, exact bool) (backends.ObjectInfo, error) {
+func (r *runner) stat(ctx context.Context, info backends.ObjectInfo, exact bool, then func()) (backends.ObjectInfo, error) {
 	var st backends.ObjectInfo
-	var err error
-	if exact {
-		st, err = r.exactInfo(ctx, info)
-	} else {
-		st, err = r.b.Stat(ctx, info.Key)
-	}
+	err := r.inSlot(ctx, then, func() (err error) {
+		if exact {
+			st, err = r.exactInfo(ctx, info)
+		} else {
+			st, err = r.b.Stat(ctx, info.Key)
+		}
+		return err
+	})
 	if err != nil {
 		return st, err
 	}

@@ -52,34 +52,45 @@
 //
 // # Concurrency and memory
 //
-// Up to Concurrency ranged GETs run at once, shared by all objects through
-// a weighted semaphore: an object of n parts takes min(n, Concurrency)
-// slots (large objects first, then small ones, each in key order). Each GET
-// streams into its file through one copy buffer of min(128 KiB, PartSize)
+// Up to Concurrency requests run at once, shared by all objects through
+// one semaphore of request slots: each ranged GET (one per part, or one
+// for a small object) takes a slot and gives it back as soon as its part
+// is on disk and journaled, and so does each HEAD. Objects start in order
+// (large objects first, then small ones, each in key order), each only
+// once the one before has all its requests under way: an object gets only
+// the slots the earlier ones cannot use, while their last parts drain and
+// while they are verified, so objects finish about in order and a kill
+// leaves few of them half-done. At most Concurrency objects are in flight
+// (fetching, verifying or being renamed into place). Each GET streams
+// into its file through one copy buffer of min(128 KiB, PartSize)
 // (objects smaller than that get a buffer of their size), taken from a
 // free list the whole run shares, so buffers are reused from object to
 // object rather than left to the GC. An object whose bytes are read back
 // for verification (MD5, or parts kept from an earlier run; see below)
 // takes one more buffer while it reads. Copy buffers are therefore at most
-// 2 x Concurrency x min(128 KiB, PartSize): 4 MiB at the defaults, half
-// that when the store gives CRCs and nothing is resumed, whatever the
-// objects' sizes. The plan holds every listed key (a few hundred bytes per
-// object) and each large object in flight a journal of its parts; the
-// rest is the store's client. Measured on 4 x 256 MiB from MinIO (ferry
-// load, static binary): peak RSS 46-49 MiB, of which about 33 MiB are the
-// executable's own pages (code and tables touched by the SDKs' package
-// initialisation; the same in a no-op run) and 12-15 MiB anonymous memory
-// (Go heap with its GC headroom, the runtime, the buffers).
+// 2 x Concurrency x min(128 KiB, PartSize) (one per GET in flight, one per
+// object in flight): 4 MiB at the defaults, half that when the store gives
+// CRCs and nothing is resumed, whatever the objects' sizes. The plan holds
+// every listed key (a few hundred bytes per object) and each large object
+// in flight a journal of its parts; the rest is the store's client.
+// Measured on 4 x 256 MiB from MinIO (ferry load, static binary): peak RSS
+// 44-49 MiB, of which about 33 MiB are the executable's own pages (code
+// and tables touched by the SDKs' package initialisation; the same in a
+// no-op run) and 12-15 MiB anonymous memory (Go heap with its GC headroom,
+// the runtime, the buffers).
 //
 // # Verification
 //
 // Each object is checked against the store's checksums: those of the
 // listing (GCS CRC32C and MD5, Azure Content-MD5, the local driver's
 // recorded sums), else, for objects of several parts, of one HEAD before
-// the download (S3 full-object CRC32C or CRC32, or an ETag that is an
-// MD5), else of the GET response (an S3 single-part ETag that is an MD5).
-// A CRC is computed in flight, part by part as the bytes are written, and
-// the parts' CRCs combined into the object's: no byte is read back, except
+// the download (S3 full-object CRC32C, CRC32 or CRC64NVME, or an ETag that
+// is an MD5), else of the GET response (an S3 single-part ETag that is an
+// MD5). Of several, the download checks the cheapest: CRC32C, CRC32,
+// CRC64NVME, then MD5. A CRC is computed in flight, part by part as the
+// bytes are written, and the parts' CRCs combined into the object's (the
+// CRC64NVME, without hardware help, at 1-2 GB/s on one core, still well
+// ahead of MD5): no byte is read back, except
 // those of parts kept from an earlier run, which are read back and hashed
 // (only those), so a resumed object is still verified whole. An MD5 is
 // computed by reading the file back in order as the download proceeds (see
@@ -249,7 +260,8 @@ type runner struct {
 	xattrs atomic.Bool // false once the filesystem refused one
 	boot   string      // the kernel's boot id, "" if unknown (see partJournal)
 
-	bufs       *objread.Buffers // the copy buffers of every download
+	bufs       *objread.Buffers    // the copy buffers of every download
+	slots      *semaphore.Weighted // requests in flight during transfer: Concurrency
 	tracker    *progress.Tracker
 	fetched    atomic.Int64
 	unverified atomic.Int64
@@ -270,6 +282,7 @@ func Run(ctx context.Context, b backends.Backend, dir string, opts Options) (Res
 	opts.PartSize = max(opts.PartSize, MinPartSize)
 	r := &runner{b: b, dir: dir, opts: opts, tracker: opts.Tracker, boot: bootID()}
 	r.bufs = objread.NewBuffers(int(r.bufSize()), 2*opts.Concurrency)
+	r.slots = semaphore.NewWeighted(int64(opts.Concurrency))
 	if r.tracker == nil {
 		r.tracker = &progress.Tracker{}
 	}
@@ -425,8 +438,11 @@ func (r *runner) dryRun(p *plan, acts map[string]dirAction, todo []*fileItem, go
 	return res, nil
 }
 
-// transfer fetches todo, up to Concurrency GETs at once (see the package
-// documentation), and returns the errors of the objects that failed.
+// transfer fetches todo (see the package documentation) and returns the
+// errors of the objects that failed. Objects start in order, each once the
+// one before has every request it will make under way (its Download has
+// dispatched all its parts), so it gets only the slots the earlier ones
+// cannot use, and at most Concurrency objects are in flight.
 func (r *runner) transfer(ctx context.Context, todo []*fileItem, acts map[string]dirAction, res *Result) []error {
 	c := int64(r.opts.Concurrency)
 	parts := func(it *fileItem) int64 { return (it.obj.Size + r.opts.PartSize - 1) / r.opts.PartSize }
@@ -441,7 +457,7 @@ func (r *runner) transfer(ctx context.Context, todo []*fileItem, acts map[string
 		}
 		return 0
 	})
-	sem := semaphore.NewWeighted(c)
+	objects := semaphore.NewWeighted(c)
 	var (
 		mu     sync.Mutex
 		failed []error
@@ -460,13 +476,15 @@ func (r *runner) transfer(ctx context.Context, todo []*fileItem, acts map[string
 			fail(it, fmt.Errorf("%s: a file is in the way of its directory %s (--delete replaces it)", it.path, d))
 			continue
 		}
-		w := min(max(parts(it), 1), c)
-		if err := sem.Acquire(ctx, w); err != nil {
+		if err := objects.Acquire(ctx, 1); err != nil {
 			break
 		}
+		started := make(chan struct{})
+		dispatched := sync.OnceFunc(func() { close(started) })
 		wg.Go(func() {
-			defer sem.Release(w)
-			err := r.fetch(ctx, it, int(w))
+			defer objects.Release(1)
+			defer dispatched()
+			err := r.fetch(ctx, it, dispatched)
 			switch {
 			case err == nil:
 				r.tracker.FileDone()
@@ -481,9 +499,27 @@ func (r *runner) transfer(ctx context.Context, todo []*fileItem, acts map[string
 				fail(it, err)
 			}
 		})
+		select {
+		case <-started:
+		case <-ctx.Done():
+		}
 	}
 	wg.Wait()
 	return failed
+}
+
+// inSlot runs one request to the store (other than the Downloads' GETs,
+// which take theirs through objread) in one of the run's request slots;
+// acquired, when set, is called as soon as it has the slot.
+func (r *runner) inSlot(ctx context.Context, acquired func(), request func() error) error {
+	if err := r.slots.Acquire(ctx, 1); err != nil {
+		return err
+	}
+	defer r.slots.Release(1)
+	if acquired != nil {
+		acquired()
+	}
+	return request()
 }
 
 // lockDir takes an exclusive flock on dir for the run; a second load on

@@ -4,11 +4,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"hash/crc64"
+	"io"
 	"io/fs"
+	"iter"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +25,7 @@ import (
 	"github.com/ferryio/ferry/backends/metered"
 	"github.com/ferryio/ferry/backends/prefix"
 	"github.com/ferryio/ferry/fs/namespace"
+	"github.com/ferryio/ferry/fs/objread"
 )
 
 // The store in these tests is the real local driver (a directory acting as
@@ -596,4 +603,248 @@ func dirsListed(t *testing.T, b backends.Backend) int64 {
 		}
 	}
 	return int64(len(dirs))
+}
+
+// gated is a store whose GETs are recorded in call order and counted while
+// in flight (from the call to the body's Close), and whose GET of part 0
+// of hold waits until release is closed.
+type gated struct {
+	backends.Backend
+	hold    string
+	release chan struct{}
+	onGet   func(key string, off int64)
+
+	mu                  sync.Mutex
+	calls               []string // GUARDED_BY(mu): "key@part"
+	inFlight, maxFlight int      // GUARDED_BY(mu)
+}
+
+func (g *gated) GetRange(ctx context.Context, key string, off, n int64, opts backends.ReadOptions) (io.ReadCloser, backends.ObjectInfo, error) {
+	g.mu.Lock()
+	g.calls = append(g.calls, fmt.Sprintf("%s@%d", key, off/part))
+	g.inFlight++
+	g.maxFlight = max(g.maxFlight, g.inFlight)
+	g.mu.Unlock()
+	done := func() {
+		g.mu.Lock()
+		g.inFlight--
+		g.mu.Unlock()
+	}
+	g.onGet(key, off)
+	if key == g.hold && off == 0 {
+		select {
+		case <-g.release:
+		case <-ctx.Done():
+			done()
+			return nil, backends.ObjectInfo{}, ctx.Err()
+		}
+	}
+	rc, info, err := g.Backend.GetRange(ctx, key, off, n, opts)
+	if err != nil {
+		done()
+		return nil, info, err
+	}
+	return &closeHook{ReadCloser: rc, done: sync.OnceFunc(done)}, info, nil
+}
+
+type closeHook struct {
+	io.ReadCloser
+	done func()
+}
+
+func (c *closeHook) Close() error {
+	c.done()
+	return c.ReadCloser.Close()
+}
+
+// While the first part of a large object is stuck, the slots its other
+// parts free go to the next object (not all of them idle until the first
+// object is done), the next object starts only once the first has all its
+// parts under way, and GETs in flight never exceed Concurrency.
+func TestFreedSlotsGoToTheNextObject(t *testing.T) {
+	s := newStore(t)
+	want := map[string][]byte{"a.bin": random(t, 4*part), "b.bin": random(t, 4*part-5), "c.bin": random(t, 1000)}
+	for k, v := range want {
+		s.put(t, k, v, time.Now(), "")
+	}
+	release := make(chan struct{})
+	var bGets int
+	g := &gated{Backend: s.b, hold: "a.bin", release: release}
+	var mu sync.Mutex
+	g.onGet = func(key string, off int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		if key == "b.bin" {
+			if bGets++; bGets == 4 {
+				close(release)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	o := opts()
+	o.Concurrency = 2
+	dir := t.TempDir()
+	if _, err := Run(ctx, g, dir, o); err != nil {
+		t.Fatalf("%v (GETs: %v)", err, g.calls)
+	}
+	sameTree(t, dir, want)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.maxFlight > 2 {
+		t.Errorf("%d GETs in flight at once, want at most 2", g.maxFlight)
+	}
+	firstB := slices.Index(g.calls, "b.bin@0")
+	for _, c := range []string{"a.bin@0", "a.bin@1", "a.bin@2", "a.bin@3"} {
+		if i := slices.Index(g.calls, c); i < 0 || i > firstB {
+			t.Errorf("GET %s came after b.bin's first (calls %v): objects must start in order", c, g.calls)
+		}
+	}
+	if i := slices.Index(g.calls, "c.bin@0"); i < slices.Index(g.calls, "b.bin@3") {
+		t.Errorf("c.bin was fetched before b.bin had all its parts under way (calls %v)", g.calls)
+	}
+}
+
+// nvmeOnly is a real store whose listings and reads report, as S3 does for
+// objects uploaded by recent AWS SDKs, a CRC64NVME as the only checksum:
+// sums[key], computed by the test from the bytes it stored.
+type nvmeOnly struct {
+	backends.Backend
+	sums map[string][]byte
+}
+
+func (n nvmeOnly) only(info backends.ObjectInfo) backends.ObjectInfo {
+	info.Checksums = backends.Checksums{CRC64NVME: n.sums[info.Key]}
+	return info
+}
+
+func (n nvmeOnly) ListDir(ctx context.Context, prefix string) iter.Seq2[backends.Entry, error] {
+	return func(yield func(backends.Entry, error) bool) {
+		for e, err := range n.Backend.ListDir(ctx, prefix) {
+			if !e.IsPrefix {
+				e.ObjectInfo = n.only(e.ObjectInfo)
+			}
+			if !yield(e, err) {
+				return
+			}
+		}
+	}
+}
+
+func (n nvmeOnly) List(ctx context.Context, prefix string) iter.Seq2[backends.Entry, error] {
+	return func(yield func(backends.Entry, error) bool) {
+		for e, err := range n.Backend.List(ctx, prefix) {
+			e.ObjectInfo = n.only(e.ObjectInfo)
+			if !yield(e, err) {
+				return
+			}
+		}
+	}
+}
+
+func (n nvmeOnly) Stat(ctx context.Context, key string) (backends.ObjectInfo, error) {
+	info, err := n.Backend.Stat(ctx, key)
+	return n.only(info), err
+}
+
+func (n nvmeOnly) GetRange(ctx context.Context, key string, off, length int64, opts backends.ReadOptions) (io.ReadCloser, backends.ObjectInfo, error) {
+	rc, info, err := n.Backend.GetRange(ctx, key, off, length, opts)
+	return rc, n.only(info), err
+}
+
+// An object whose only checksum is a CRC64NVME is verified with it, large
+// (parts combined) or small, and the snapshot records it; a wrong one is
+// fetched again once and then fails the object with ErrChecksum.
+func TestVerifiesCRC64NVME(t *testing.T) {
+	s := newStore(t)
+	want := map[string][]byte{"big.bin": random(t, 5*part+77), "small.txt": []byte("crc64nvme")}
+	st := nvmeOnly{Backend: s.b, sums: map[string][]byte{}}
+	tab := crc64.MakeTable(objread.NVMePoly)
+	for k, v := range want {
+		s.put(t, k, v, time.Now(), "")
+		st.sums[k] = binary.BigEndian.AppendUint64(nil, crc64.Checksum(v, tab))
+	}
+	var mu sync.Mutex
+	verified := map[string]string{}
+	o := opts()
+	o.Notify = func(e Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if e.Kind == EventFetched {
+			verified[e.Key] = e.Msg
+		}
+	}
+	dir := t.TempDir()
+	res, err := Run(t.Context(), st, dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameTree(t, dir, want)
+	for k := range want {
+		if !strings.Contains(verified[k], "verified crc64nvme") {
+			t.Errorf("%s: %q, want it verified with crc64nvme", k, verified[k])
+		}
+	}
+	if len(res.Loaded.Objects) != len(want) {
+		t.Errorf("manifest of %d objects, want %d", len(res.Loaded.Objects), len(want))
+	}
+	for _, m := range res.Loaded.Objects {
+		if !bytes.Equal(m.Checksums.CRC64NVME, st.sums[m.Key]) {
+			t.Errorf("manifest entry %+v lacks the CRC64NVME", m)
+		}
+	}
+
+	st.sums["big.bin"] = binary.BigEndian.AppendUint64(nil, crc64.Checksum([]byte("other"), tab))
+	dir = t.TempDir()
+	_, err = Run(t.Context(), st, dir, opts())
+	if !errors.Is(err, ErrFailed) || !errors.Is(err, backends.ErrChecksum) || !strings.Contains(err.Error(), "crc64nvme") {
+		t.Fatalf("wrong CRC64NVME: %v; want ErrFailed and ErrChecksum naming crc64nvme", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "big.bin")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("big.bin with a wrong checksum was put in place: %v", err)
+	}
+}
+
+// statBarrier is a store whose Stat calls wait until n of them are in
+// flight together.
+type statBarrier struct {
+	backends.Backend
+	n       int
+	mu      sync.Mutex
+	waiting int // GUARDED_BY(mu)
+	all     chan struct{}
+}
+
+func (s *statBarrier) Stat(ctx context.Context, key string) (backends.ObjectInfo, error) {
+	s.mu.Lock()
+	if s.waiting++; s.waiting == s.n {
+		close(s.all)
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.all:
+	case <-ctx.Done():
+		return backends.ObjectInfo{}, ctx.Err()
+	}
+	return s.Backend.Stat(ctx, key)
+}
+
+// Empty files cost one HEAD each, for their metadata, and those run up to
+// Concurrency at once: an object that makes one request only lets the next
+// one start as soon as it has its slot.
+func TestEmptyFilesStatConcurrently(t *testing.T) {
+	s := newStore(t)
+	want := map[string][]byte{}
+	for i := range 4 {
+		k := fmt.Sprintf("empty-%d", i)
+		s.put(t, k, nil, time.Now(), "")
+		want[k] = []byte{}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	if _, err := Run(ctx, &statBarrier{Backend: s.b, n: 4, all: make(chan struct{})}, dir, opts()); err != nil {
+		t.Fatalf("%v: the 4 HEADs did not run at once with Concurrency 4", err)
+	}
+	sameTree(t, dir, want)
 }

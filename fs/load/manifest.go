@@ -41,8 +41,8 @@ type ManifestObject struct {
 	// Version is the version the file holds; its ID is set where the store
 	// has version ids (see the package documentation for when it is not).
 	Version backends.Version `json:"version"`
-	// Checksums are those the object was verified against (MD5 and CRC32C
-	// as base64), empty when the store has none.
+	// Checksums are those the store gave for the object (md5, crc32c,
+	// crc32, crc64nvme, as base64), empty when the store has none.
 	Checksums backends.Checksums `json:"checksums,omitzero"`
 }
 

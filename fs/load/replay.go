@@ -168,8 +168,6 @@ func (r *runner) exactInfo(ctx context.Context, info backends.ObjectInfo) (backe
 // sameSums reports whether two sets of checksums agree wherever both know
 // the same checksum.
 func sameSums(a, b backends.Checksums) bool {
-	if len(a.MD5) > 0 && len(b.MD5) > 0 && string(a.MD5) != string(b.MD5) {
-		return false
-	}
-	return len(a.CRC32C) == 0 || len(b.CRC32C) == 0 || string(a.CRC32C) == string(b.CRC32C)
+	differ := func(x, y []byte) bool { return len(x) > 0 && len(y) > 0 && string(x) != string(y) }
+	return !differ(a.MD5, b.MD5) && !differ(a.CRC32C, b.CRC32C) && !differ(a.CRC32, b.CRC32) && !differ(a.CRC64NVME, b.CRC64NVME)
 }

@@ -3,12 +3,12 @@ package objread
 import (
 	"context"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/ferryio/ferry/backends"
 )
@@ -41,12 +41,38 @@ type DownloadOptions struct {
 	// for progress bars; from several goroutines at once; it must be
 	// fast.
 	OnBytes func(n int64)
+	// Slots, when set, bounds the ranged GETs in flight across the
+	// Downloads that share it: each part takes one slot (Acquire(ctx, 1))
+	// before its GET and gives it back (Release(1)) once it is written and
+	// reported to OnPart, so a slot a Download no longer needs (its last
+	// parts are under way, or it is verifying) goes at once to whoever
+	// waits. Parts ask for their slots in order, one at a time, and
+	// Concurrency still caps this Download's own parts in flight. A
+	// *semaphore.Weighted (golang.org/x/sync), which serves waiters in
+	// order, fits.
+	Slots Slots
+	// Dispatched, when set, is called once, as soon as every part to
+	// fetch has its slot and its GET under way, or the Download ended
+	// before that: from then on this Download starts no GET, so the
+	// caller may start the next one, which then gets only the slots this
+	// one cannot use.
+	Dispatched func()
 	// Verify checks the object's bytes against the pinned info's
 	// checksums. When the store gave several, only the cheapest is
 	// checked (see preferCRC): as good at catching corruption, and CRCs
 	// hash several times faster than MD5, and combine. See Download for
 	// how each is computed.
 	Verify bool
+}
+
+// Slots is a counting semaphore shared by Downloads (see
+// DownloadOptions.Slots).
+type Slots interface {
+	// Acquire blocks until n slots are free and takes them, or returns
+	// ctx's error.
+	Acquire(ctx context.Context, n int64) error
+	// Release gives back n slots taken by Acquire.
+	Release(n int64)
 }
 
 // Result reports what a Download did.
@@ -68,20 +94,21 @@ type Result struct {
 
 // Download writes the pinned object's bytes [From, Size) into w at their
 // own offsets, in parts of PartSize fetched by up to Concurrency ranged
-// GETs at once, each retried as ReadAt is. Each part's body is streamed
-// into w through one BufferSize buffer per worker, so memory stays within
-// min(Concurrency, parts) * min(BufferSize, PartSize) plus one buffer when
-// verifying reads back, whatever the object's size. WriteAt calls on w are
+// GETs at once (each holding one of opts.Slots, when set), each retried as
+// ReadAt is. Each part's body is streamed into w through one BufferSize
+// buffer per worker, so memory stays within min(Concurrency, parts) *
+// min(BufferSize, PartSize) plus one buffer when verifying reads back,
+// whatever the object's size. WriteAt calls on w are
 // made one at a time (never while a body is read): buffered writes to one
 // file take its inode lock in the kernel, and concurrent writers spin on
 // it, burning the CPU the store and the other workers need.
 //
-// With Verify, and a CRC (CRC32C or CRC32) from the store, each part is
-// hashed in flight, chunk by chunk as it is handed to w, and the parts'
-// CRCs are combined into the object's (crc32Combine); the bytes already in
-// w (before From, and parts skipped as Done) are read back through w, which
-// must then be an io.ReaderAt, by one goroutine running alongside the
-// fetches: after a resume, every byte is still covered. The verdict is on
+// With Verify, and a CRC (CRC32C, CRC32 or CRC64NVME) from the store, each
+// part is hashed in flight, chunk by chunk as it is handed to w, and the
+// parts' CRCs are combined into the object's (crcCombine); the bytes
+// already in w (before From, and parts skipped as Done) are read back
+// through w, which must then be an io.ReaderAt, by one goroutine running
+// alongside the fetches: after a resume, every byte is still covered. The verdict is on
 // the bytes received and written for fetched parts, and on the bytes as
 // read back for kept ones. With only an MD5, which cannot be combined, a
 // checker goroutine hashes the destination in order, reading back each
@@ -101,6 +128,11 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 	if opts.From < 0 || opts.From > size {
 		return Result{}, backends.Errorf("download", o.b.String(), o.info.Key, backends.ErrInvalidRange,
 			fmt.Errorf("from %d outside [0, %d]", opts.From, size))
+	}
+	if opts.Dispatched != nil {
+		dispatched := sync.OnceFunc(opts.Dispatched)
+		opts.Dispatched = dispatched
+		defer dispatched()
 	}
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
@@ -138,7 +170,7 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 		res.Unverified = UnverifiedNotRequested
 	case want.IsZero():
 		res.Unverified = UnverifiedNoChecksum
-	case len(want.CRC32C) > 0 || len(want.CRC32) > 0:
+	case len(want.CRC32C) > 0 || len(want.CRC32) > 0 || len(want.CRC64NVME) > 0:
 		if len(kept) > 0 && !readable {
 			res.Unverified = UnverifiedNotReadable
 			break
@@ -169,20 +201,29 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 	g, gctx := errgroup.WithContext(ctx)
 	switch {
 	case chk != nil:
-		g.SetLimit(workers + 1)
 		g.Go(func() error { return chk.run(gctx, tr, bufs, bufSize, &readBack) })
 	case cc != nil && len(kept) > 0:
-		g.SetLimit(workers + 1)
 		g.Go(func() error { return cc.readKept(gctx, r, bufs, bufSize, &readBack) })
-	default:
-		g.SetLimit(workers)
 	}
+	// Each part takes a worker of this Download, then a shared slot, in
+	// part order; both are given back when the part is done.
+	own := semaphore.NewWeighted(int64(workers))
 	var fetched atomic.Int64
 	for _, i := range todo {
-		if gctx.Err() != nil {
+		if err := own.Acquire(gctx, 1); err != nil {
 			break
 		}
+		if opts.Slots != nil {
+			if err := opts.Slots.Acquire(gctx, 1); err != nil {
+				own.Release(1)
+				break
+			}
+		}
 		g.Go(func() error {
+			defer own.Release(1)
+			if opts.Slots != nil {
+				defer opts.Slots.Release(1)
+			}
 			if err := gctx.Err(); err != nil {
 				return err
 			}
@@ -190,10 +231,10 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 			defer bufs.put(buf)
 			off, n := o.Part(i)
 			start := max(off, opts.From)
-			var crc uint32
+			var crc uint64
 			var hash func([]byte)
 			if cc != nil {
-				hash = func(p []byte) { crc = crc32.Update(crc, cc.tab, p) }
+				hash = func(p []byte) { crc = cc.alg.update(crc, p) }
 			}
 			err := o.fetch(gctx, start, off+n-start, copyInto(lw, buf[:bufSize], hash, func(k int64) {
 				fetched.Add(k)
@@ -216,6 +257,9 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 			return nil
 		})
 	}
+	if opts.Dispatched != nil {
+		opts.Dispatched()
+	}
 	err := g.Wait()
 	res.Fetched = fetched.Load()
 	res.ReadBack = readBack.Load()
@@ -231,7 +275,7 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 		if err := cc.check(size); err != nil {
 			return res, fmt.Errorf("verify %q: %w", o.info.Key, err)
 		}
-		res.Checked = []string{cc.name}
+		res.Checked = []string{cc.alg.name}
 	case chk != nil:
 		res.Checked = chk.sum.names()
 	}
@@ -374,13 +418,16 @@ func (c *checker) run(ctx context.Context, tr *tracker, bufs *Buffers, bufSize i
 }
 
 // preferCRC keeps the cheapest checksum known: CRC32C, else CRC32 (both
-// several GB/s), else MD5 (well under 1 GB/s per core).
+// several GB/s in hardware), else CRC64NVME (1-2 GB/s in tables), else MD5
+// (well under 1 GB/s per core). The CRCs also combine part by part.
 func preferCRC(s backends.Checksums) backends.Checksums {
 	switch {
 	case len(s.CRC32C) > 0:
 		return backends.Checksums{CRC32C: s.CRC32C}
 	case len(s.CRC32) > 0:
 		return backends.Checksums{CRC32: s.CRC32}
+	case len(s.CRC64NVME) > 0:
+		return backends.Checksums{CRC64NVME: s.CRC64NVME}
 	}
 	return s
 }

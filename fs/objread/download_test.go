@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
+
 	"github.com/ferryio/ferry/backends"
 )
 
@@ -107,6 +110,8 @@ func TestDownloadVerificationKinds(t *testing.T) {
 	}{
 		{"crc32c and md5", sumsOf(data), nil, []string{CRC32C}, 0, ""},
 		{"crc32", backends.Checksums{CRC32: crc32IEEE(data), MD5: sumsOf(data).MD5}, nil, []string{CRC32}, 0, ""},
+		{"crc64nvme", backends.Checksums{CRC64NVME: crc64NVME(data), MD5: sumsOf(data).MD5}, nil, []string{CRC64NVME}, 0, ""},
+		{"write-only crc64nvme", backends.Checksums{CRC64NVME: crc64NVME(data)}, writeOnlyDest, []string{CRC64NVME}, 0, ""},
 		{"md5", backends.Checksums{MD5: sumsOf(data).MD5}, nil, []string{MD5}, int64(len(data)), ""},
 		{"none", backends.Checksums{}, nil, nil, 0, UnverifiedNoChecksum},
 		{"write-only crc32c", sumsOf(data), writeOnlyDest, []string{CRC32C}, 0, ""},
@@ -156,6 +161,8 @@ func TestDownloadResume(t *testing.T) {
 		{sumsOf(data), true, 0},
 		{backends.Checksums{CRC32: crc32IEEE(data)}, false, keptBytes},
 		{backends.Checksums{CRC32: crc32IEEE(data)}, true, 0},
+		{backends.Checksums{CRC64NVME: crc64NVME(data)}, false, keptBytes},
+		{backends.Checksums{CRC64NVME: crc64NVME(data)}, true, 0},
 		{backends.Checksums{MD5: sumsOf(data).MD5}, false, int64(len(data))},
 		{backends.Checksums{MD5: sumsOf(data).MD5}, true, 0},
 	} {
@@ -328,10 +335,12 @@ func TestDownloadChecksumMismatch(t *testing.T) {
 	md5Only.Checksums = backends.Checksums{MD5: sumsOf(data).MD5}
 	crc32Only := info
 	crc32Only.Checksums = backends.Checksums{CRC32: crc32IEEE(data)}
+	crc64Only := info
+	crc64Only.Checksums = backends.Checksums{CRC64NVME: crc64NVME(data)}
 
 	// Bytes corrupted on their way from the store: the in-flight CRCs
-	// (CRC32C, CRC32) and the read-back MD5 all catch it.
-	for _, in := range []backends.ObjectInfo{info, crc32Only, md5Only} {
+	// (CRC32C, CRC32, CRC64NVME) and the read-back MD5 all catch it.
+	for _, in := range []backends.ObjectInfo{info, crc32Only, crc64Only, md5Only} {
 		f := &faulty{Backend: b, flipAt: 3*64*kib + 99}
 		_, err := Open(f, in, Options{PartSize: 64 * kib, Concurrency: 3}).
 			Download(context.Background(), destFile(t), DownloadOptions{Verify: true})
@@ -361,6 +370,12 @@ func TestDownloadChecksumMismatch(t *testing.T) {
 	want = fmt.Sprintf("crc32c expected %x, got %x", bad.Checksums.CRC32C, sumsOf(data).CRC32C)
 	if !errors.Is(err, backends.ErrChecksum) || !strings.Contains(err.Error(), want) {
 		t.Errorf("wrong crc32c: %v; want ErrChecksum with %q", err, want)
+	}
+	bad.Checksums = backends.Checksums{CRC64NVME: crc64NVME(data[1:])}
+	_, err = Open(b, bad, Options{PartSize: 64 * kib}).Download(context.Background(), destFile(t), DownloadOptions{Verify: true})
+	want = fmt.Sprintf("crc64nvme expected %x, got %x", bad.Checksums.CRC64NVME, crc64NVME(data))
+	if !errors.Is(err, backends.ErrChecksum) || !strings.Contains(err.Error(), want) {
+		t.Errorf("wrong crc64nvme: %v; want ErrChecksum with %q", err, want)
 	}
 }
 
@@ -487,5 +502,104 @@ func BenchmarkDownload(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// countingSlots is a semaphore of Slots that counts what is taken.
+type countingSlots struct {
+	sem                      *semaphore.Weighted
+	acquired, held, released atomic.Int64
+}
+
+func (s *countingSlots) Acquire(ctx context.Context, n int64) error {
+	if err := s.sem.Acquire(ctx, n); err != nil {
+		return err
+	}
+	s.acquired.Add(n)
+	s.held.Add(n)
+	return nil
+}
+
+func (s *countingSlots) Release(n int64) {
+	s.held.Add(-n)
+	s.released.Add(n)
+	s.sem.Release(n)
+}
+
+// Two Downloads sharing 3 slots, the second started when the first has
+// dispatched its parts (as load does): never more than 3 GETs in flight
+// between them, although each may run 8; Dispatched comes once every part
+// of its Download has taken a slot, and every slot is given back.
+func TestDownloadSharedSlots(t *testing.T) {
+	b := newStore(t)
+	f := &faulty{Backend: b}
+	slots := &countingSlots{sem: semaphore.NewWeighted(3)}
+	data := map[string][]byte{"a": randomBytes(8*64*kib, 50), "b": randomBytes(8*64*kib-1, 51)}
+	dsts := map[string]*os.File{"a": destFile(t), "b": destFile(t)}
+	var dispatched atomic.Int64
+	var acquiredAtDispatch int64
+	download := func(key string, then func()) error {
+		o := Open(f, put(t, b, key, data[key]), Options{PartSize: 64 * kib, Concurrency: 8, BufferSize: 16 * kib})
+		_, err := o.Download(t.Context(), dsts[key], DownloadOptions{Verify: true, Slots: slots, Dispatched: then})
+		return err
+	}
+	var g errgroup.Group
+	g.Go(func() error {
+		return download("a", func() {
+			dispatched.Add(1)
+			acquiredAtDispatch = slots.acquired.Load()
+			g.Go(func() error { return download("b", func() { dispatched.Add(1) }) })
+		})
+	})
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range data {
+		if !bytes.Equal(contents(t, dsts[key]), want) {
+			t.Errorf("%s: downloaded bytes differ", key)
+		}
+	}
+	if m := f.maxInFlight.Load(); m > 3 {
+		t.Errorf("%d GETs in flight at once; want at most the 3 slots", m)
+	}
+	if acquiredAtDispatch != 8 {
+		t.Errorf("first Download dispatched after %d slots were taken, want its 8 parts'", acquiredAtDispatch)
+	}
+	if dispatched.Load() != 2 || slots.acquired.Load() != 16 || slots.released.Load() != 16 || slots.held.Load() != 0 {
+		t.Errorf("Dispatched called %d times (want 2), slots acquired %d released %d held %d (want 16, 16, 0)",
+			dispatched.Load(), slots.acquired.Load(), slots.released.Load(), slots.held.Load())
+	}
+}
+
+// A Download that ends before dispatching anything (cancelled, or a part
+// failing while others wait for a slot) still calls Dispatched, once, and
+// gives back every slot it took.
+func TestDownloadDispatchedOnFailure(t *testing.T) {
+	b := newStore(t)
+	info := put(t, b, "obj", randomBytes(8*64*kib, 52))
+	for _, tc := range []struct {
+		name string
+		ctx  func() context.Context
+		f    *faulty
+	}{
+		{"cancelled", func() context.Context {
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel()
+			return ctx
+		}, &faulty{Backend: b}},
+		{"final error", t.Context, &faulty{Backend: b, always: backends.ErrPermission}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			slots := &countingSlots{sem: semaphore.NewWeighted(2)}
+			var calls atomic.Int64
+			o := Open(tc.f, info, Options{PartSize: 64 * kib, Concurrency: 4, Retry: fastRetry()})
+			_, err := o.Download(tc.ctx(), destFile(t), DownloadOptions{Slots: slots, Dispatched: func() { calls.Add(1) }})
+			if err == nil {
+				t.Fatal("Download succeeded")
+			}
+			if calls.Load() != 1 || slots.held.Load() != 0 {
+				t.Errorf("Dispatched called %d times, %d slots still held; want 1, 0", calls.Load(), slots.held.Load())
+			}
+		})
 	}
 }

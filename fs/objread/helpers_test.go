@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"hash/crc64"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -47,6 +48,12 @@ func randomBytes(n int, seed uint64) []byte {
 
 func crc32IEEE(data []byte) []byte {
 	return binary.BigEndian.AppendUint32(nil, crc32.ChecksumIEEE(data))
+}
+
+// crc64NVME is the CRC-64/NVME of data as S3 sends it, computed with
+// hash/crc64 alone.
+func crc64NVME(data []byte) []byte {
+	return binary.BigEndian.AppendUint64(nil, crc64.Checksum(data, crc64.MakeTable(0x9a6c9329ac4bc9b5)))
 }
 
 func sumsOf(data []byte) backends.Checksums {

@@ -91,14 +91,38 @@ func TestVerifyCRC32IEEE(t *testing.T) {
 	}
 	md := unhex(t, "25f9e794323b453885f5181f1b624d0b")
 	crc := unhex(t, "e3069283")
+	nvme := unhex(t, "ae8b14860a799888")
 	for _, c := range []struct{ in, want backends.Checksums }{
-		{backends.Checksums{MD5: md, CRC32: ieee, CRC32C: crc}, backends.Checksums{CRC32C: crc}},
-		{backends.Checksums{MD5: md, CRC32: ieee}, backends.Checksums{CRC32: ieee}},
+		{backends.Checksums{MD5: md, CRC32: ieee, CRC32C: crc, CRC64NVME: nvme}, backends.Checksums{CRC32C: crc}},
+		{backends.Checksums{MD5: md, CRC32: ieee, CRC64NVME: nvme}, backends.Checksums{CRC32: ieee}},
+		{backends.Checksums{MD5: md, CRC64NVME: nvme}, backends.Checksums{CRC64NVME: nvme}},
 		{backends.Checksums{MD5: md}, backends.Checksums{MD5: md}},
 	} {
 		got := preferCRC(c.in)
-		if !bytes.Equal(got.CRC32C, c.want.CRC32C) || !bytes.Equal(got.CRC32, c.want.CRC32) || !bytes.Equal(got.MD5, c.want.MD5) {
+		if !bytes.Equal(got.CRC32C, c.want.CRC32C) || !bytes.Equal(got.CRC32, c.want.CRC32) || !bytes.Equal(got.MD5, c.want.MD5) ||
+			!bytes.Equal(got.CRC64NVME, c.want.CRC64NVME) {
 			t.Errorf("preferCRC(%+v) = %+v, want %+v", c.in, got, c.want)
 		}
+	}
+}
+
+// TestVerifyCRC64NVME: S3's CRC64NVME full-object checksum, "123456789" ->
+// ae8b14860a799888 (the catalogue's check value), alone and with others;
+// a wrong or malformed one.
+func TestVerifyCRC64NVME(t *testing.T) {
+	ctx := context.Background()
+	nvme := unhex(t, "ae8b14860a799888")
+	for _, sums := range []backends.Checksums{{CRC64NVME: nvme}, {CRC64NVME: nvme, MD5: unhex(t, "25f9e794323b453885f5181f1b624d0b")}} {
+		if err := Verify(ctx, strings.NewReader("123456789"), 9, sums); err != nil {
+			t.Errorf("Verify(%+v): %v", sums, err)
+		}
+	}
+	err := Verify(ctx, strings.NewReader("123456780"), 9, backends.Checksums{CRC64NVME: nvme})
+	if !errors.Is(err, backends.ErrChecksum) || !strings.Contains(err.Error(), CRC64NVME+" expected ae8b14860a799888") {
+		t.Errorf("changed byte: %v; want ErrChecksum naming crc64nvme", err)
+	}
+	err = Verify(ctx, strings.NewReader("123456789"), 9, backends.Checksums{CRC64NVME: nvme[:4]})
+	if err == nil || errors.Is(err, backends.ErrChecksum) {
+		t.Errorf("4-byte crc64nvme: %v; want a malformed-checksum error", err)
 	}
 }
