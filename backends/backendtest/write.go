@@ -126,15 +126,7 @@ func ForeignChecksums(t *testing.T, b backends.Backend, uploads []Upload) {
 			data := pattern(u.Size, byte(i))
 			key := fmt.Sprintf("foreign/%d", i)
 			u.Put(t, key, data)
-			st, err := b.Stat(t.Context(), key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			wantSums(t, "Stat("+key+")", st.Checksums, data)
-			_, info := readAll(t, b, key)
-			if !info.Checksums.IsZero() {
-				wantSums(t, "GetRange("+key+") info", info.Checksums, data)
-			}
+			checkStored(t, b, key, data)
 		})
 	}
 }
@@ -146,15 +138,22 @@ func testChecksums(t *testing.T, s suite) {
 		key := fmt.Sprintf("c/%d", n)
 		// Sending the right checksums must be accepted.
 		put(t, b, key, data, backends.PutOptions{Checksums: sent(sums(data))})
-		st, err := b.Stat(t.Context(), key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wantSums(t, "Stat("+key+")", st.Checksums, data)
-		_, info := readAll(t, b, key)
-		if !info.Checksums.IsZero() {
-			wantSums(t, "GetRange("+key+") info", info.Checksums, data)
-		}
+		checkStored(t, b, key, data)
+	}
+}
+
+// checkStored checks the checksums that Stat, and GetRange when it gives
+// any, report for key against data.
+func checkStored(t *testing.T, b backends.Backend, key string, data []byte) {
+	t.Helper()
+	st, err := b.Stat(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSums(t, "Stat("+key+")", st.Checksums, data)
+	_, info := readAll(t, b, key)
+	if !info.Checksums.IsZero() {
+		wantSums(t, "GetRange("+key+") info", info.Checksums, data)
 	}
 }
 
