@@ -65,7 +65,8 @@ type ferryMount struct {
 }
 
 // startMount mounts s at a fresh directory with the given extra flags and
-// waits until the kernel shows the mount.
+// waits until the kernel shows the mount and ferry has logged it (the
+// "mounted" line, with the memory bound, comes just after the kernel's).
 func startMount(t *testing.T, s Store, flags ...string) *ferryMount {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "mnt")
@@ -104,7 +105,7 @@ func startMountAt(t *testing.T, s Store, dir string, flags ...string) *ferryMoun
 			return false, fmt.Errorf("ferry mount exited (%v) before mounting:\n%s", m.cmd.ProcessState, m.out.String())
 		default:
 		}
-		return isMountpoint(dir), nil
+		return isMountpoint(dir) && strings.Contains(m.out.String(), "msg=mounted"), nil
 	})
 	return m
 }
