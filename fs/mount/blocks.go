@@ -25,8 +25,30 @@ func (f *filesystem) blockKey(o object, vkey string, i int64) block.Key {
 // block cache, or fetched through it.
 func (f *filesystem) getBlock(ctx context.Context, r *objread.Object, k block.Key) ([]byte, error) {
 	return f.getBlockWith(ctx, k, func(ctx context.Context) ([]byte, error) {
-		return f.fetchBlock(ctx, r, k.Index)
+		// Claimed like a run's blocks, so that a run planned meanwhile
+		// stops before it (see inflight).
+		if f.runs.claim([]block.Key{k}) == 0 {
+			return f.joinRun(ctx, r, k)
+		}
+		b, err := f.fetchBlock(ctx, r, k.Index)
+		if err == nil {
+			f.recent.put(k, b)
+		}
+		f.runs.settle([]block.Key{k}, [][]byte{b}, err)
+		return b, err
 	})
+}
+
+// joinRun returns block k from the run that has claimed it, or, when that
+// run failed or has just ended, from recent or a fetch of its own.
+func (f *filesystem) joinRun(ctx context.Context, r *objread.Object, k block.Key) ([]byte, error) {
+	if b, ok, err := f.runs.wait(ctx, k); ok || err != nil {
+		return b, err
+	}
+	if b, ok := f.recent.get(k); ok {
+		return b, nil
+	}
+	return f.fetchBlock(ctx, r, k.Index)
 }
 
 // getBlockWith is getBlock fetching with fetch.
@@ -49,7 +71,7 @@ func (f *filesystem) getBlockWith(ctx context.Context, k block.Key, fetch func(c
 // fetchRun reads blocks keys[0].Index, keys[0].Index+1, ... of the object
 // r pins with one ranged GET, pinned to its version, and returns the first
 // as soon as its bytes have arrived. The run stops before a block another
-// run is fetching; readers of its other blocks wait for it (see inflight).
+// run is fetching; readers of its blocks wait for it (see inflight).
 // A goroutine goes on reading them, each handed, as soon as its bytes have
 // arrived, to recent, to the readers waiting for it and to the block
 // cache, so that a reader never waits for more of the GET than its own
@@ -62,10 +84,16 @@ func (f *filesystem) getBlockWith(ctx context.Context, k block.Key, fetch func(c
 // block again with fetchBlock (which retries).
 func (f *filesystem) fetchRun(ctx, rest context.Context, r *objread.Object, keys []block.Key) ([]byte, error) {
 	keys = keys[:min(len(keys), f.opts.Concurrency)]
+	// The first block is claimed too, so that a run planned meanwhile by
+	// another reader stops before it; if such a run already holds it, its
+	// bytes come from there.
+	if f.runs.claim(keys[:1]) == 0 {
+		return f.joinRun(ctx, r, keys[0])
+	}
 	keys = keys[:1+f.runs.claim(keys[1:])]
 	n := int64(len(keys))
 	if err := f.fetches.Acquire(ctx, n); err != nil {
-		f.runs.settle(keys[1:], nil, err)
+		f.runs.settle(keys, nil, err)
 		return nil, err
 	}
 	// The GET outlives ctx once the first block is out: gctx follows ctx
@@ -84,10 +112,11 @@ func (f *filesystem) fetchRun(ctx, rest context.Context, r *objread.Object, keys
 		detach()
 		cancel()
 		f.fetches.Release(n)
-		f.runs.settle(keys[1:], nil, err)
+		f.runs.settle(keys, nil, err)
 		return nil, err
 	}
 	f.recent.put(keys[0], first)
+	f.runs.settle(keys[:1], [][]byte{first}, nil)
 	f.fetches.Release(1)
 	detach()
 	stop := context.AfterFunc(rest, cancel)

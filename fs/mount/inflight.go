@@ -7,10 +7,12 @@ import (
 	"github.com/ferryio/ferry/cache/block"
 )
 
-// inflight registers the blocks being fetched as part of a run (one GET
-// for several blocks, see fetchRun) other than its first, which the block
-// cache's own deduplication does not know about: a reader of such a block
-// waits for the run instead of fetching the block again.
+// inflight registers every block being fetched, alone (getBlock) or as
+// part of a run (one GET for several blocks, see fetchRun), which the block
+// cache's own deduplication does not know about (it sees only a run's
+// first block, and only from the reader that started it): a reader of such
+// a block, or a run about to take it in, waits for the fetch instead of
+// fetching the block again.
 //
 // INVARIANT (whenever mu is not held): every slot in pending is not yet
 // complete, and is completed exactly once, by settle, when it leaves.
