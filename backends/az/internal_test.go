@@ -1,6 +1,7 @@
 package az
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
@@ -104,21 +105,11 @@ func TestCompareUTF16(t *testing.T) {
 	order := []string{"", "a", "a\ud7ff", "a\U00010000", "a\U0001F600", "a\ue000", "a\uffff", "b"}
 	for i := range order {
 		for j := range order {
-			if got, want := compareUTF16(order[i], order[j]), cmpInt(i, j); got != want {
+			if got, want := compareUTF16(order[i], order[j]), cmp.Compare(i, j); got != want {
 				t.Errorf("compareUTF16(%q, %q) = %d, want %d", order[i], order[j], got, want)
 			}
 		}
 	}
-}
-
-func cmpInt(a, b int) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func TestCRC32CCombine(t *testing.T) {

@@ -31,10 +31,7 @@ func (f *filesystem) getBlock(ctx context.Context, r *objread.Object, k block.Ke
 			return f.joinRun(ctx, r, k)
 		}
 		b, err := f.fetchBlock(ctx, r, k.Index)
-		if err == nil {
-			f.recent.put(k, b)
-		}
-		f.runs.settle([]block.Key{k}, [][]byte{b}, err)
+		f.runs.settle([]block.Key{k}, [][]byte{b}, err) // getBlockWith puts it in recent
 		return b, err
 	})
 }
@@ -115,8 +112,7 @@ func (f *filesystem) fetchRun(ctx, rest context.Context, r *objread.Object, keys
 		f.runs.settle(keys, nil, err)
 		return nil, err
 	}
-	f.recent.put(keys[0], first)
-	f.runs.settle(keys[:1], [][]byte{first}, nil)
+	f.runs.settle(keys[:1], [][]byte{first}, nil) // getBlockWith puts it in recent
 	f.fetches.Release(1)
 	detach()
 	stop := context.AfterFunc(rest, cancel)

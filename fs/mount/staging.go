@@ -199,23 +199,32 @@ func (w *writer) commit(ctx context.Context, wf *wfile, now bool) error {
 	return nil
 }
 
-// stage hashes wf and records it in the journal (content held).
-func (w *writer) stage(ctx context.Context, wf *wfile) error {
+// entryFor hashes wf's staged content and returns its journal entry for
+// key, based on base (content held).
+func entryFor(ctx context.Context, wf *wfile, key string, base *backends.Version) (journal.Entry, error) {
 	sums, err := store.HashFile(ctx, wf.path)
 	if err != nil {
-		return err
+		return journal.Entry{}, err
 	}
 	fi, err := wf.f.Stat()
+	if err != nil {
+		return journal.Entry{}, err
+	}
+	return journal.Entry{Key: key, Source: wf.path, Size: fi.Size(), ModTime: wf.mtime, Mode: wf.mode, Sums: sums, Base: base}, nil
+}
+
+// stage hashes wf and records it in the journal (content held).
+func (w *writer) stage(ctx context.Context, wf *wfile) error {
+	e, err := entryFor(ctx, wf, wf.key, wf.base)
 	if err != nil {
 		return err
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	e := journal.Entry{Key: wf.key, Source: wf.path, Size: fi.Size(), ModTime: wf.mtime, Mode: wf.mode, Sums: sums, Base: wf.base}
 	if err := w.j.Stage(e); err != nil {
 		return err
 	}
-	wf.sums, wf.dirty, wf.pending = sums, false, true
+	wf.sums, wf.dirty, wf.pending = e.Sums, false, true
 	return nil
 }
 
@@ -365,21 +374,16 @@ func (w *writer) rename(ctx context.Context, wf *wfile, from, to string, toBase 
 	}
 	wf.content.Lock()
 	defer wf.content.Unlock()
-	sums, err := store.HashFile(ctx, wf.path)
-	if err != nil {
-		return err
-	}
-	fi, err := wf.f.Stat()
+	e, err := entryFor(ctx, wf, to, toBase)
 	if err != nil {
 		return err
 	}
 	w.mu.Lock()
 	w.stopTimerLocked(wf)
-	e := journal.Entry{Key: to, Source: wf.path, Size: fi.Size(), ModTime: wf.mtime, Mode: wf.mode, Sums: sums, Base: toBase}
 	if w.files[from] == wf {
 		delete(w.files, from)
 	}
-	wf.key, wf.sums, wf.dirty, wf.pending = to, sums, false, true
+	wf.key, wf.sums, wf.dirty, wf.pending = to, e.Sums, false, true
 	w.files[to] = wf
 	err = w.j.Stage(e)
 	w.mu.Unlock()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -150,7 +151,7 @@ func (b *bench) measureMount(ctx context.Context, c mountCase, m mounter) error 
 		ms = append(ms, me)
 		notes = append(notes, note)
 	}
-	slices.SortFunc(ms, func(a, b measurement) int { return cmpFloat(a.seconds, b.seconds) })
+	slices.SortFunc(ms, func(a, b measurement) int { return cmp.Compare(a.seconds, b.seconds) })
 	var rss int64
 	for _, me := range ms {
 		rss = max(rss, me.rssKiB)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -137,7 +138,7 @@ func (b *bench) measure(ctx context.Context, job, ds, tool string, peer, warm bo
 		}
 		ms = append(ms, m)
 	}
-	slices.SortFunc(ms, func(a, b measurement) int { return cmpFloat(a.seconds, b.seconds) })
+	slices.SortFunc(ms, func(a, b measurement) int { return cmp.Compare(a.seconds, b.seconds) })
 	var rss int64
 	for _, m := range ms {
 		rss = max(rss, m.rssKiB)
@@ -161,16 +162,6 @@ func (b *bench) noop(ctx context.Context, job, ds, tool string, peer bool, argv 
 // same returns a next func for measure that runs argv as it is each time.
 func same(argv []string) func() ([]string, error) {
 	return func() ([]string, error) { return argv, nil }
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func formatRequests(m map[string]float64) string {
