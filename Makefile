@@ -6,12 +6,16 @@
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
+# disable_grpc_modules drops the GCS client's DirectPath gRPC balancers
+# (xDS, RLS): ferry speaks GCS's JSON API, and their package init was half
+# of ferry's start-up time (24 ms -> 13 ms before main).
+TAGS      := disable_grpc_modules
 BIN       := bin/ferry
 
 .PHONY: build demo test unit integration vet tools bench image clean
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ferry
+	CGO_ENABLED=0 $(GO) build -trimpath -tags $(TAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ferry
 
 demo: build
 	bash integration/tools/demo.sh $(BIN)

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,9 @@ type fileItem struct {
 	path   string              // relative destination path
 	reason string              // why it is fetched ("missing", ...); "" when up to date
 	rec    *record             // what the file holds once loaded (or already held)
+	// blocked is the directory above path that a file is in the way of
+	// (Delete off), or "": the item then fails.
+	blocked string
 	// exact: replay of an object changed since the manifest; every read
 	// asks for obj.Version with backends.ReadOptions.Exact (see replay.go).
 	exact bool
@@ -121,15 +125,30 @@ func (r *runner) fetchOnce(ctx context.Context, it *fileItem, info backends.Obje
 			}
 		}
 	}
-	flags := os.O_RDWR | os.O_CREATE
-	if len(done) == 0 {
-		flags |= os.O_TRUNC
+	var un *unnamed // the file, when unnamed (see unnamed.go)
+	if nparts < 2 && it.reason == "missing" {
+		u, err := r.openUnnamed(filepath.Dir(it.path))
+		if err != nil {
+			return record{}, err
+		}
+		un = u
 	}
-	f, err := r.root.OpenFile(partName, flags, 0o644)
-	if err != nil {
-		return record{}, err
+	var f *os.File
+	if un != nil {
+		f = un.f
+		defer un.close()
+	} else {
+		flags := os.O_RDWR | os.O_CREATE
+		if len(done) == 0 {
+			flags |= os.O_TRUNC
+		}
+		nf, err := r.root.OpenFile(partName, flags, 0o644)
+		if err != nil {
+			return record{}, err
+		}
+		f = nf
+		defer f.Close() // after the rename it is a no-op error
 	}
-	defer f.Close() // after the rename it is a no-op error
 	if err := f.Truncate(size); err != nil {
 		return record{}, err
 	}
@@ -197,7 +216,7 @@ func (r *runner) fetchOnce(ctx context.Context, it *fileItem, info backends.Obje
 	if err != nil {
 		return record{}, err
 	}
-	rec, err := r.finish(f, partName, it, info, *attrs, sums)
+	rec, err := r.finish(f, un, partName, it, info, *attrs, sums)
 	if err != nil {
 		return record{}, err
 	}
@@ -303,8 +322,8 @@ func (r *runner) verify(ctx context.Context, f *os.File, info, attrs backends.Ob
 }
 
 // finish gives the temporary file its mode, mtime and record and renames it
-// to the item's path.
-func (r *runner) finish(f *os.File, partName string, it *fileItem, info, attrs backends.ObjectInfo, sums backends.Checksums) (record, error) {
+// to the item's path (or, when un is set, links the unnamed file f there).
+func (r *runner) finish(f *os.File, un *unnamed, partName string, it *fileItem, info, attrs backends.ObjectInfo, sums backends.Checksums) (record, error) {
 	if attrs.ModTime.IsZero() {
 		attrs.ModTime = info.ModTime
 	}
@@ -318,7 +337,11 @@ func (r *runner) finish(f *os.File, partName string, it *fileItem, info, attrs b
 	if err := f.Chmod(mode); err != nil {
 		return record{}, err
 	}
-	if err := r.root.Chtimes(partName, mtime, mtime); err != nil {
+	if un != nil {
+		if err := un.chtimes(mtime); err != nil {
+			return record{}, err
+		}
+	} else if err := r.root.Chtimes(partName, mtime, mtime); err != nil {
 		return record{}, err
 	}
 	fi, err := f.Stat()
@@ -341,6 +364,9 @@ func (r *runner) finish(f *os.File, partName string, it *fileItem, info, attrs b
 			r.notify(Event{Level: slog.LevelWarn, Kind: EventNoXattr, Path: it.path,
 				Msg: "the filesystem has no user extended attributes: re-runs compare size and times only"})
 		}
+	}
+	if un != nil {
+		return rec, un.link(filepath.Base(it.path))
 	}
 	if err := f.Close(); err != nil {
 		return record{}, err

@@ -19,7 +19,10 @@
 // An object is downloaded into WorkDir/<hash>.part, verified, given its
 // mtime (the "mtime" user metadata rclone writes, or gsutil's, else the
 // store's Last-Modified) and mode (the "mode" metadata, else 0644), then
-// renamed to its path: a file appears only complete and verified. Before
+// renamed to its path: a file appears only complete and verified. A
+// single-part object whose file is missing is written instead to an
+// unnamed file (O_TMPFILE) in its own directory and linked to its path
+// once done (see unnamed.go): a kill leaves nothing behind. Before
 // the rename the file gets an extended attribute, XattrName, recording the
 // object's version, size and checksums and the mtime given (see record).
 // A re-run compares the listing (size, ETag or generation) and the file
@@ -55,8 +58,13 @@
 // Up to Concurrency requests run at once, shared by all objects through
 // one semaphore of request slots: each ranged GET (one per part, or one
 // for a small object) takes a slot and gives it back as soon as its part
-// is on disk and journaled, and so does each HEAD. Objects start in order
-// (large objects first, then small ones, each in key order), each only
+// is on disk and journaled, and so does each HEAD. The listing and the
+// transfer overlap: a file is handed to the transfer as soon as its
+// directory is listed and it is compared with the destination, so GETs
+// start with the first directory listed (a dry run, which only reports,
+// and a replay, which checks every pinned version before it writes, list
+// everything first, and then fetch large objects first). Objects start in
+// listing order, each only
 // once the one before has all its requests under way: an object gets only
 // the slots the earlier ones cannot use, while their last parts drain and
 // while they are verified, so objects finish about in order and a kill
@@ -134,11 +142,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"iter"
 	"log/slog"
 	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/sys/unix"
@@ -207,6 +217,8 @@ type Options struct {
 	// noXattrs behaves as on a filesystem without user extended
 	// attributes (for tests: every filesystem at hand has them).
 	noXattrs bool
+	// noUnnamed behaves as on a filesystem without O_TMPFILE (tests).
+	noUnnamed bool
 }
 
 func (o Options) replay() bool { return o.Manifest != nil }
@@ -258,7 +270,9 @@ type runner struct {
 	root   *os.Root // nil in a dry run of a missing destination
 	opts   Options
 	xattrs atomic.Bool // false once the filesystem refused one
-	boot   string      // the kernel's boot id, "" if unknown (see partJournal)
+	// noUnnamed: the destination has no unnamed files (see unnamed.go).
+	noUnnamed atomic.Bool
+	boot      string // the kernel's boot id, "" if unknown (see partJournal)
 
 	bufs       *objread.Buffers    // the copy buffers of every download
 	slots      *semaphore.Weighted // requests in flight during transfer: Concurrency
@@ -287,6 +301,7 @@ func Run(ctx context.Context, b backends.Backend, dir string, opts Options) (Res
 		r.tracker = &progress.Tracker{}
 	}
 	r.xattrs.Store(!opts.noXattrs)
+	r.noUnnamed.Store(opts.noUnnamed)
 	if !opts.DryRun {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return Result{}, err
@@ -314,19 +329,23 @@ func (r *runner) notify(e Event) {
 
 func (r *runner) bufSize() int64 { return min(maxBuffer, r.opts.PartSize) }
 
+// run is a planned run in a dry run or a replay, a streamed one otherwise.
 func (r *runner) run(ctx context.Context) (Result, error) {
-	p, err := r.buildPlan(ctx)
-	if err != nil {
+	if r.opts.DryRun || r.opts.Manifest != nil {
+		return r.runPlanned(ctx)
+	}
+	return r.runStreamed(ctx)
+}
+
+// runPlanned scans the whole listing before it changes anything: a dry run
+// reports the whole plan, and a replay checks every pinned version
+// (probeExact) first. Large objects are fetched first.
+func (r *runner) runPlanned(ctx context.Context) (Result, error) {
+	p := &plan{}
+	if err := r.scan(ctx, p, scanHooks{}); err != nil {
 		return Result{}, err
 	}
 	res := Result{Files: len(p.files), Dirs: len(p.dirs), Invalid: p.invalid}
-	for _, e := range p.invalid {
-		r.notify(Event{Level: slog.LevelWarn, Kind: EventInvalidKey, Msg: "not loaded: " + e.Error(), Err: e})
-	}
-	acts := r.scanDirs(p.dirs)
-	if err := r.scanFiles(p.files, acts); err != nil {
-		return res, err
-	}
 	var todo []*fileItem
 	for _, it := range p.files {
 		r.tracker.AddTotal(1, it.obj.Size)
@@ -344,30 +363,139 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 	}
 	var gone []string
 	if r.opts.Delete {
+		var err error
 		if gone, err = r.prune(p, r.opts.DryRun); err != nil {
 			return res, err
 		}
 		res.Deleted = len(gone)
 	}
 	if r.opts.DryRun {
-		return r.dryRun(p, acts, todo, gone, res)
+		return r.dryRun(p, todo, gone, res)
 	}
-	for _, g := range gone {
-		r.notify(Event{Level: slog.LevelInfo, Kind: EventDeleted, Path: g, Msg: "deleted " + g})
-	}
+	r.deleted(gone)
 	if len(todo) > 0 {
 		if err := r.root.MkdirAll(WorkDir, 0o700); err != nil {
 			return res, err
 		}
 	}
-	blocked, err := r.makeDirs(p.dirs, acts)
-	if err != nil {
-		return res, err
+	var failed []error
+	for _, d := range p.dirs {
+		blocked, err := r.makeDir(d, p.acts)
+		if err != nil {
+			return res, err
+		}
+		if blocked != nil {
+			failed = append(failed, r.blockedDir(blocked))
+		}
 	}
-	for _, e := range blocked {
-		r.notify(Event{Level: slog.LevelError, Kind: EventFailed, Msg: e.Error(), Err: e})
+	parts := func(it *fileItem) int64 { return (it.obj.Size + r.opts.PartSize - 1) / r.opts.PartSize }
+	slices.SortStableFunc(todo, func(a, b *fileItem) int {
+		la, lb := parts(a) >= 2, parts(b) >= 2
+		switch {
+		case la && !lb:
+			return -1
+		case lb && !la:
+			return 1
+		}
+		return 0
+	})
+	stopFlush := flushWhile(r.dir, flushEvery)
+	failed = append(failed, r.transfer(ctx, slices.Values(todo), &res)...)
+	stopFlush()
+	return r.conclude(ctx, p, res, failed, len(todo))
+}
+
+// runStreamed fetches files as the listing finds them: one goroutine scans
+// (lists, creates directories, compares files with the destination) and
+// hands each file to fetch to the transfer, so the first GETs start with
+// the first directory listed rather than after the last. Delete prunes once
+// the whole listing is in and the transfer is over, and only if the
+// listing completed.
+func (r *runner) runStreamed(ctx context.Context) (Result, error) {
+	p := &plan{}
+	feed := make(chan *fileItem)
+	scanned := make(chan error, 1)
+	var (
+		failed        []error // the scan's, read once it is over
+		fed, upToDate int
+		workDir       bool
+	)
+	go func() {
+		defer close(feed)
+		scanned <- r.scan(ctx, p, scanHooks{
+			dir: func(d string) error {
+				blocked, err := r.makeDir(d, p.acts)
+				if blocked != nil {
+					failed = append(failed, r.blockedDir(blocked))
+				}
+				return err
+			},
+			file: func(it *fileItem) error {
+				r.tracker.AddTotal(1, it.obj.Size)
+				if it.reason == "" {
+					upToDate++
+					r.tracker.Skipped(it.obj.Size)
+					return nil
+				}
+				if !workDir {
+					if err := r.root.MkdirAll(WorkDir, 0o700); err != nil {
+						return err
+					}
+					workDir = true
+				}
+				fed++
+				select {
+				case feed <- it:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			},
+		})
+	}()
+	var res Result
+	stopFlush := flushWhile(r.dir, flushEvery)
+	fetchFailed := r.transfer(ctx, func(yield func(*fileItem) bool) {
+		for it := range feed {
+			if !yield(it) {
+				return
+			}
+		}
+	}, &res)
+	stopFlush()
+	scanErr := <-scanned
+	res.Files, res.Dirs, res.Invalid, res.UpToDate = len(p.files), len(p.dirs), p.invalid, upToDate
+	if scanErr != nil && ctx.Err() == nil {
+		res.Bytes = r.fetched.Load()
+		return res, scanErr
 	}
-	failed := append(blocked, r.transfer(ctx, todo, acts, &res)...)
+	if r.opts.Delete && ctx.Err() == nil {
+		gone, err := r.prune(p, false)
+		if err != nil {
+			return res, err
+		}
+		res.Deleted = len(gone)
+		r.deleted(gone)
+	}
+	return r.conclude(ctx, p, res, append(failed, fetchFailed...), fed)
+}
+
+// blockedDir reports a directory a file is in the way of; it returns err.
+func (r *runner) blockedDir(err error) error {
+	r.notify(Event{Level: slog.LevelError, Kind: EventFailed, Msg: err.Error(), Err: err})
+	return err
+}
+
+func (r *runner) deleted(gone []string) {
+	for _, g := range gone {
+		r.notify(Event{Level: slog.LevelInfo, Kind: EventDeleted, Path: g, Msg: "deleted " + g})
+	}
+}
+
+// conclude ends a run that fetched todo files: it fails with the failed
+// ones, or removes WorkDir, syncs the filesystem and records what was
+// loaded.
+func (r *runner) conclude(ctx context.Context, p *plan, res Result, failed []error, todo int) (Result, error) {
 	res.Bytes = r.fetched.Load()
 	res.Unverified = int(r.unverified.Load())
 	if err := ctx.Err(); err != nil {
@@ -375,7 +503,7 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 	}
 	if len(failed) > 0 {
 		res.Failed = len(failed)
-		return res, fmt.Errorf("%w: %d of %d: %w", ErrFailed, len(failed), len(todo), errors.Join(firstN(failed, 10)...))
+		return res, fmt.Errorf("%w: %d of %d: %w", ErrFailed, len(failed), todo, errors.Join(firstN(failed, 10)...))
 	}
 	if err := r.root.RemoveAll(WorkDir); err != nil {
 		return res, err
@@ -400,13 +528,13 @@ func firstN(errs []error, n int) []error {
 }
 
 // dryRun reports the plan's actions as events.
-func (r *runner) dryRun(p *plan, acts map[string]dirAction, todo []*fileItem, gone []string, res Result) (Result, error) {
+func (r *runner) dryRun(p *plan, todo []*fileItem, gone []string, res Result) (Result, error) {
 	changes := len(gone)
 	for _, g := range gone {
 		r.notify(Event{Level: slog.LevelInfo, Kind: EventWould, Path: g, Msg: "would delete " + g})
 	}
 	for _, d := range p.dirs {
-		switch acts[d] {
+		switch p.acts[d] {
 		case dirCreate, dirReplace:
 			changes++
 			r.notify(Event{Level: slog.LevelInfo, Kind: EventWould, Path: d, Msg: "would create directory " + d})
@@ -438,26 +566,15 @@ func (r *runner) dryRun(p *plan, acts map[string]dirAction, todo []*fileItem, go
 	return res, nil
 }
 
-// transfer fetches todo (see the package documentation) and returns the
+// transfer fetches items (see the package documentation) and returns the
 // errors of the objects that failed. Objects start in order, each once the
 // one before has every request it will make under way (its Download has
 // dispatched all its parts), so it gets only the slots the earlier ones
-// cannot use, and at most Concurrency objects are in flight.
-func (r *runner) transfer(ctx context.Context, todo []*fileItem, acts map[string]dirAction, res *Result) []error {
-	c := int64(r.opts.Concurrency)
-	parts := func(it *fileItem) int64 { return (it.obj.Size + r.opts.PartSize - 1) / r.opts.PartSize }
-	order := slices.Clone(todo)
-	slices.SortStableFunc(order, func(a, b *fileItem) int {
-		la, lb := parts(a) >= 2, parts(b) >= 2
-		switch {
-		case la && !lb:
-			return -1
-		case lb && !la:
-			return 1
-		}
-		return 0
-	})
-	objects := semaphore.NewWeighted(c)
+// cannot use, and at most Concurrency objects are in flight. They run on
+// Concurrency long-lived workers rather than a goroutine each: a fetch
+// goes deep into the SDK, and a new goroutine's stack would grow (by
+// copying) for each of thousands of small objects.
+func (r *runner) transfer(ctx context.Context, items iter.Seq[*fileItem], res *Result) []error {
 	var (
 		mu     sync.Mutex
 		failed []error
@@ -471,39 +588,53 @@ func (r *runner) transfer(ctx context.Context, todo []*fileItem, acts map[string
 		failed = append(failed, fmt.Errorf("%q: %w", it.obj.Key, err))
 		mu.Unlock()
 	}
-	for _, it := range order {
-		if d := blockedBy(acts, it.path); d != "" {
+	type job struct {
+		it         *fileItem
+		dispatched func()
+	}
+	jobs := make(chan job) // unbuffered: a send waits for an idle worker
+	for range r.opts.Concurrency {
+		wg.Go(func() {
+			for j := range jobs {
+				err := r.fetch(ctx, j.it, j.dispatched)
+				j.dispatched()
+				switch {
+				case err == nil:
+					r.tracker.FileDone()
+					mu.Lock()
+					res.Fetched++
+					mu.Unlock()
+				case errors.Is(err, errVanished):
+					r.tracker.Skipped(0)
+					r.notify(Event{Level: slog.LevelWarn, Kind: EventVanished, Key: j.it.obj.Key, Path: j.it.path,
+						Msg: j.it.obj.Key + ": " + err.Error()})
+				case ctx.Err() != nil:
+				default:
+					fail(j.it, err)
+				}
+			}
+		})
+	}
+feed:
+	for it := range items {
+		if d := it.blocked; d != "" {
 			fail(it, fmt.Errorf("%s: a file is in the way of its directory %s (--delete replaces it)", it.path, d))
 			continue
 		}
-		if err := objects.Acquire(ctx, 1); err != nil {
-			break
-		}
 		started := make(chan struct{})
-		dispatched := sync.OnceFunc(func() { close(started) })
-		wg.Go(func() {
-			defer objects.Release(1)
-			defer dispatched()
-			err := r.fetch(ctx, it, dispatched)
-			switch {
-			case err == nil:
-				r.tracker.FileDone()
-				mu.Lock()
-				res.Fetched++
-				mu.Unlock()
-			case errors.Is(err, errVanished):
-				r.tracker.Skipped(0)
-				r.notify(Event{Level: slog.LevelWarn, Kind: EventVanished, Key: it.obj.Key, Path: it.path, Msg: it.obj.Key + ": " + err.Error()})
-			case ctx.Err() != nil:
-			default:
-				fail(it, err)
-			}
-		})
+		j := job{it: it, dispatched: sync.OnceFunc(func() { close(started) })}
+		select {
+		case jobs <- j:
+		case <-ctx.Done():
+			break feed
+		}
 		select {
 		case <-started:
 		case <-ctx.Done():
+			break feed
 		}
 	}
+	close(jobs)
 	wg.Wait()
 	return failed
 }
@@ -538,6 +669,36 @@ func lockDir(dir string) (func(), error) {
 		return nil, &fs.PathError{Op: "flock", Path: dir, Err: err}
 	}
 	return func() { f.Close() }, nil
+}
+
+// flushEvery is how often flushWhile starts the filesystem's writeback.
+const flushEvery = time.Second
+
+// flushWhile syncs the filesystem holding dir every period until the
+// returned stop is called (which waits for a sync under way). The kernel
+// would hold a fast download's bytes as dirty pages and write them back
+// only at the closing syncfs, leaving the disk idle during the transfer
+// and the run waiting at its end; syncing as the run goes overlaps the
+// writeback with the download. Errors are left to the closing syncfs.
+func flushWhile(dir string, period time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = syncfs(dir)
+			}
+		}
+	})
+	return sync.OnceFunc(func() {
+		close(done)
+		wg.Wait()
+	})
 }
 
 // syncfs flushes the filesystem holding dir, so that a successful run's

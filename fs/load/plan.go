@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"iter"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,9 +19,10 @@ import (
 // plan is what a run has to do, from the listing (or the manifest) and a
 // scan of the destination.
 type plan struct {
-	files   []*fileItem           // every loadable file object, ascending key
+	files   []*fileItem           // every loadable file object, in listing order
 	markers []backends.ObjectInfo // directory markers, for the manifest
-	dirs    []string              // every directory to have (markers and parents), ascending
+	dirs    []string              // every directory to have (markers and parents), parents first
+	acts    map[string]dirAction  // what each of dirs needs
 	invalid []error               // keys that cannot be loaded, each error naming its key
 }
 
@@ -29,15 +31,28 @@ func reserved(key string) bool {
 	return key == WorkDir || key == WorkDir+"/" || strings.HasPrefix(key, WorkDir+"/")
 }
 
-// buildPlan lists the store (or, in replay, takes the manifest after
-// checking it against the listing) and maps every key through namespace.
-func (r *runner) buildPlan(ctx context.Context) (*plan, error) {
+// scanHooks are called by scan as it goes. Either may be nil.
+type scanHooks struct {
+	// dir is called with each directory of the plan as it first appears
+	// (its action decided, its parents handed over before it).
+	dir func(d string) error
+	// file is called with each file once its reason is set.
+	file func(it *fileItem) error
+}
+
+// scan lists the store (or, in replay, takes the manifest after checking
+// it against the listing), maps every key through namespace, decides each
+// directory's action as it first appears and compares each file with the
+// destination (setting its reason), filling p and calling h as it goes: a
+// run can fetch the first files while later directories are still being
+// listed. An error of h stops the scan and is returned.
+func (r *runner) scan(ctx context.Context, p *plan, h scanHooks) error {
 	src := r.list(ctx)
 	var exact map[string]bool
 	if r.opts.Manifest != nil {
 		objs, ex, err := r.checkManifest(ctx)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		exact = ex
 		src = func(yield func(backends.Entry, error) bool) {
@@ -48,11 +63,10 @@ func (r *runner) buildPlan(ctx context.Context) (*plan, error) {
 			}
 		}
 	}
-	p := &plan{}
-	dirs := map[string]bool{}
+	p.acts = map[string]dirAction{}
 	for it, err := range namespace.Plan(src) {
 		if err != nil {
-			return nil, fmt.Errorf("list %s: %w", r.b, err)
+			return fmt.Errorf("list %s: %w", r.b, err)
 		}
 		key := it.Object.Key
 		switch {
@@ -60,30 +74,59 @@ func (r *runner) buildPlan(ctx context.Context) (*plan, error) {
 			// the object at the prefix itself (a "prefix/" marker): the root
 		case reserved(key):
 			p.invalid = append(p.invalid, fmt.Errorf("%w %q: %s is ferry load's work directory", ErrReservedKey, key, WorkDir))
+			r.invalidKey(p.invalid[len(p.invalid)-1])
 		case it.Err != nil:
 			p.invalid = append(p.invalid, it.Err)
+			r.invalidKey(it.Err)
 		case it.Dir:
 			p.markers = append(p.markers, it.Object.ObjectInfo)
-			addDirs(dirs, it.Path)
+			if err := r.addDirs(p, it.Path, h.dir); err != nil {
+				return err
+			}
 		default:
-			p.files = append(p.files, &fileItem{obj: it.Object.ObjectInfo, path: it.Path, exact: exact[key]})
-			addDirs(dirs, filepath.Dir(it.Path))
+			f := &fileItem{obj: it.Object.ObjectInfo, path: it.Path, exact: exact[key]}
+			if err := r.addDirs(p, filepath.Dir(it.Path), h.dir); err != nil {
+				return err
+			}
+			if err := r.scanFile(f, p.acts); err != nil {
+				return err
+			}
+			p.files = append(p.files, f)
+			if h.file != nil {
+				if err := h.file(f); err != nil {
+					return err
+				}
+			}
 		}
 	}
-	slices.SortFunc(p.files, func(a, b *fileItem) int { return strings.Compare(a.obj.Key, b.obj.Key) })
-	for d := range dirs {
-		p.dirs = append(p.dirs, d)
-	}
-	slices.Sort(p.dirs)
-	return p, nil
+	return nil
 }
 
-// addDirs adds dir and its parents (not the root) to set.
-func addDirs(set map[string]bool, dir string) {
-	for dir != "." && dir != "" && !set[dir] {
-		set[dir] = true
-		dir = filepath.Dir(dir)
+func (r *runner) invalidKey(err error) {
+	r.notify(Event{Level: slog.LevelWarn, Kind: EventInvalidKey, Msg: "not loaded: " + err.Error(), Err: err})
+}
+
+// addDirs adds dir and those of its parents (not the root) that p does
+// not have yet, parents first, each with its action (see dirActionOf),
+// handing each to fn when set.
+func (r *runner) addDirs(p *plan, dir string, fn func(string) error) error {
+	var chain []string
+	for ; dir != "." && dir != ""; dir = filepath.Dir(dir) {
+		if _, ok := p.acts[dir]; ok {
+			break
+		}
+		chain = append(chain, dir)
 	}
+	for _, d := range slices.Backward(chain) {
+		p.acts[d] = r.dirActionOf(p.acts, d)
+		p.dirs = append(p.dirs, d)
+		if fn != nil {
+			if err := fn(d); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // dirAction is what a directory of the plan needs.
@@ -96,27 +139,22 @@ const (
 	dirBlocked           // a file is in the way and Delete is off
 )
 
-// scanDirs decides each planned directory's action.
-func (r *runner) scanDirs(dirs []string) map[string]dirAction {
-	acts := make(map[string]dirAction, len(dirs))
-	for _, d := range dirs {
-		if r.root == nil || underAction(acts, d) {
-			acts[d] = dirCreate
-			continue
-		}
-		fi, err := r.root.Lstat(d)
-		switch {
-		case err != nil:
-			acts[d] = dirCreate
-		case fi.IsDir():
-			acts[d] = dirOK
-		case fi.Mode()&fs.ModeSymlink != 0 || r.opts.Delete:
-			acts[d] = dirReplace
-		default:
-			acts[d] = dirBlocked
-		}
+// dirActionOf decides what directory d needs, its parents' actions in acts.
+func (r *runner) dirActionOf(acts map[string]dirAction, d string) dirAction {
+	if r.root == nil || underAction(acts, d) {
+		return dirCreate
 	}
-	return acts
+	fi, err := r.root.Lstat(d)
+	switch {
+	case err != nil:
+		return dirCreate
+	case fi.IsDir():
+		return dirOK
+	case fi.Mode()&fs.ModeSymlink != 0 || r.opts.Delete:
+		return dirReplace
+	default:
+		return dirBlocked
+	}
 }
 
 // underAction reports whether a parent of d is to be created or replaced
@@ -140,60 +178,56 @@ func blockedBy(acts map[string]dirAction, path string) string {
 	return ""
 }
 
-// scanFiles compares every file of the plan with the destination and sets
-// its reason ("" when up to date).
-func (r *runner) scanFiles(files []*fileItem, acts map[string]dirAction) error {
-	for _, it := range files {
-		if r.root == nil || underAction(acts, it.path) {
-			it.reason = "missing"
-			continue
-		}
-		st, err := readState(r.root, r.dir, it.path, r.xattrs.Load())
-		if err != nil {
-			return err
-		}
-		it.reason = staleReason(st, it.obj)
-		if it.reason == "" && it.exact && st.rec == nil {
-			// Without a record nothing says which version the file holds,
-			// and the listing's attributes are another version's.
-			it.reason = "no record of the version it holds"
-		}
-		if it.reason == "" {
-			it.rec = st.rec
-			if it.rec == nil { // no xattrs: what the listing says
-				it.rec = &record{Version: it.obj.Version, Size: it.obj.Size, Checksums: it.obj.Checksums}
-			}
+// scanFile compares a file of the plan with the destination and sets its
+// reason ("" when up to date) and the directory blocking it, if any.
+func (r *runner) scanFile(it *fileItem, acts map[string]dirAction) error {
+	it.blocked = blockedBy(acts, it.path)
+	if r.root == nil || underAction(acts, it.path) {
+		it.reason = "missing"
+		return nil
+	}
+	st, err := readState(r.root, r.dir, it.path, r.xattrs.Load())
+	if err != nil {
+		return err
+	}
+	it.reason = staleReason(st, it.obj)
+	if it.reason == "" && it.exact && st.rec == nil {
+		// Without a record nothing says which version the file holds,
+		// and the listing's attributes are another version's.
+		it.reason = "no record of the version it holds"
+	}
+	if it.reason == "" {
+		it.rec = st.rec
+		if it.rec == nil { // no xattrs: what the listing says
+			it.rec = &record{Version: it.obj.Version, Size: it.obj.Size, Checksums: it.obj.Checksums}
 		}
 	}
 	return nil
 }
 
-// makeDirs creates or replaces the planned directories. It returns, as
-// failures, the directories a file blocks (the topmost of each blocked
-// tree; the files beneath fail on their own).
-func (r *runner) makeDirs(dirs []string, acts map[string]dirAction) ([]error, error) {
-	var blocked []error
-	for _, d := range dirs {
-		switch acts[d] {
-		case dirBlocked:
-			if blockedBy(acts, d) == "" {
-				blocked = append(blocked, fmt.Errorf("%s: a file is in the way of this directory (--delete replaces it)", d))
-			}
-		case dirReplace:
-			if err := r.root.RemoveAll(d); err != nil {
-				return nil, err
-			}
-			fallthrough
-		case dirCreate:
-			if blockedBy(acts, d) != "" {
-				continue
-			}
-			if err := r.root.Mkdir(d, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-				return nil, err
-			}
+// makeDir creates or replaces the planned directory d. A directory a file
+// blocks comes back as blocked, a failure of the run, when it is the
+// topmost of its blocked tree (the files beneath fail on their own).
+func (r *runner) makeDir(d string, acts map[string]dirAction) (blocked, err error) {
+	switch acts[d] {
+	case dirBlocked:
+		if blockedBy(acts, d) == "" {
+			return fmt.Errorf("%s: a file is in the way of this directory (--delete replaces it)", d), nil
+		}
+	case dirReplace:
+		if err := r.root.RemoveAll(d); err != nil {
+			return nil, err
+		}
+		fallthrough
+	case dirCreate:
+		if blockedBy(acts, d) != "" {
+			return nil, nil
+		}
+		if err := r.root.Mkdir(d, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, err
 		}
 	}
-	return blocked, nil
+	return nil, nil
 }
 
 // prune removes, with Delete, every entry of the destination that the plan

@@ -70,8 +70,10 @@ func TestExactNeedsRecord(t *testing.T) {
 		{obj: backends.ObjectInfo{Key: "exact", Size: 3, Version: v}, path: "exact", exact: true},
 		{obj: backends.ObjectInfo{Key: "listed", Size: 3, Version: v}, path: "listed"},
 	}
-	if err := r.scanFiles(items, map[string]dirAction{}); err != nil {
-		t.Fatal(err)
+	for _, it := range items {
+		if err := r.scanFile(it, map[string]dirAction{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if items[0].reason == "" || items[1].reason != "" {
 		t.Errorf("reasons %q (exact) and %q (listed): want the exact file fetched, the listed one up to date",

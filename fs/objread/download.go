@@ -110,8 +110,10 @@ type Result struct {
 // through w, which must then be an io.ReaderAt, by one goroutine running
 // alongside the fetches: after a resume, every byte is still covered. The verdict is on
 // the bytes received and written for fetched parts, and on the bytes as
-// read back for kept ones. With only an MD5, which cannot be combined, a
-// checker goroutine hashes the destination in order, reading back each
+// read back for kept ones. An object fetched whole by one GET (the common
+// small object) is hashed in flight with whatever checksum the store has,
+// MD5 included, and that GET runs on the caller's goroutine. Otherwise,
+// with only an MD5, which cannot be combined, a checker goroutine hashes the destination in order, reading back each
 // byte once the contiguous prefix of finished parts reaches it, overlapping
 // the download: one sequential read of the object (through the page cache,
 // normally) on top of the hashing. A mismatch returns an error wrapping
@@ -163,8 +165,10 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 
 	var cc *crcCheck
 	var chk *checker
+	var stream *summer // whole is true: the one GET's bytes, hashed as they arrive
 	r, readable := w.(io.ReaderAt)
 	want := preferCRC(o.info.Checksums)
+	whole := len(todo) == 1 && len(kept) == 0
 	switch {
 	case !opts.Verify:
 		res.Unverified = UnverifiedNotRequested
@@ -180,6 +184,12 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 			return Result{}, fmt.Errorf("verify %q: %w", o.info.Key, err)
 		}
 		cc = c
+	case whole:
+		s, err := newSummer(want)
+		if err != nil {
+			return Result{}, fmt.Errorf("verify %q: %w", o.info.Key, err)
+		}
+		stream = s
 	case !readable:
 		res.Unverified = UnverifiedNotReadable
 	default:
@@ -205,10 +215,49 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 	case cc != nil && len(kept) > 0:
 		g.Go(func() error { return cc.readKept(gctx, r, bufs, bufSize, &readBack) })
 	}
-	// Each part takes a worker of this Download, then a shared slot, in
-	// part order; both are given back when the part is done.
-	own := semaphore.NewWeighted(int64(workers))
 	var fetched atomic.Int64
+	part := func(ctx context.Context, i int) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		buf := bufs.get()
+		defer bufs.put(buf)
+		off, n := o.Part(i)
+		start := max(off, opts.From)
+		var crc uint64
+		var hash func([]byte)
+		switch {
+		case cc != nil:
+			hash = func(p []byte) { crc = cc.alg.update(crc, p) }
+		case stream != nil:
+			hash = stream.write
+		}
+		err := o.fetch(ctx, start, off+n-start, copyInto(lw, buf[:bufSize], hash, func(k int64) {
+			fetched.Add(k)
+			if opts.OnBytes != nil {
+				opts.OnBytes(k)
+			}
+		}))
+		if err != nil {
+			return err
+		}
+		if cc != nil {
+			cc.add(start, off+n, crc)
+		}
+		if opts.OnPart != nil {
+			if err := opts.OnPart(i, off+n-start); err != nil {
+				return err
+			}
+		}
+		tr.markDone(i)
+		return nil
+	}
+	// Each part takes a worker of this Download, then a shared slot, in
+	// part order; both are given back when the part is done. A lone part
+	// with nothing alongside (the common small object) runs right here,
+	// on the caller's goroutine and stack.
+	own := semaphore.NewWeighted(int64(workers))
+	var inlineErr error
 	for _, i := range todo {
 		if err := own.Acquire(gctx, 1); err != nil {
 			break
@@ -219,48 +268,29 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 				break
 			}
 		}
-		g.Go(func() error {
+		run := func() error {
 			defer own.Release(1)
 			if opts.Slots != nil {
 				defer opts.Slots.Release(1)
 			}
-			if err := gctx.Err(); err != nil {
-				return err
-			}
-			buf := bufs.get()
-			defer bufs.put(buf)
-			off, n := o.Part(i)
-			start := max(off, opts.From)
-			var crc uint64
-			var hash func([]byte)
-			if cc != nil {
-				hash = func(p []byte) { crc = cc.alg.update(crc, p) }
-			}
-			err := o.fetch(gctx, start, off+n-start, copyInto(lw, buf[:bufSize], hash, func(k int64) {
-				fetched.Add(k)
-				if opts.OnBytes != nil {
-					opts.OnBytes(k)
-				}
-			}))
-			if err != nil {
-				return err
-			}
-			if cc != nil {
-				cc.add(start, off+n, crc)
-			}
-			if opts.OnPart != nil {
-				if err := opts.OnPart(i, off+n-start); err != nil {
-					return err
-				}
-			}
-			tr.markDone(i)
-			return nil
-		})
+			return part(gctx, i)
+		}
+		if !whole {
+			g.Go(run)
+			continue
+		}
+		if opts.Dispatched != nil {
+			opts.Dispatched()
+		}
+		inlineErr = run()
 	}
 	if opts.Dispatched != nil {
 		opts.Dispatched()
 	}
 	err := g.Wait()
+	if err == nil {
+		err = inlineErr
+	}
 	res.Fetched = fetched.Load()
 	res.ReadBack = readBack.Load()
 	res.Parts = tr.count() - res.Skipped
@@ -276,6 +306,11 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 			return res, fmt.Errorf("verify %q: %w", o.info.Key, err)
 		}
 		res.Checked = []string{cc.alg.name}
+	case stream != nil:
+		if err := stream.check(); err != nil {
+			return res, fmt.Errorf("verify %q: %w", o.info.Key, err)
+		}
+		res.Checked = stream.names()
 	case chk != nil:
 		res.Checked = chk.sum.names()
 	}

@@ -2,6 +2,7 @@ package objread
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -94,7 +95,8 @@ func TestDownloadMultipart(t *testing.T) {
 
 // CRC32C known: checked, in flight (nothing read back), also into a
 // destination that cannot be read. Only MD5 known: MD5 is checked, by
-// reading back. Nothing known: success, said unverified.
+// reading back, or in flight when one GET fetches the whole object.
+// Nothing known: success, said unverified.
 func TestDownloadVerificationKinds(t *testing.T) {
 	b := newStore(t)
 	data := randomBytes(200*kib, 11)
@@ -104,18 +106,21 @@ func TestDownloadVerificationKinds(t *testing.T) {
 		name       string
 		sums       backends.Checksums
 		dest       func(*os.File) io.WriterAt
+		partSize   int64 // 64 KiB when 0
 		checked    []string
 		readBack   int64
 		unverified string
 	}{
-		{"crc32c and md5", sumsOf(data), nil, []string{CRC32C}, 0, ""},
-		{"crc32", backends.Checksums{CRC32: crc32IEEE(data), MD5: sumsOf(data).MD5}, nil, []string{CRC32}, 0, ""},
-		{"crc64nvme", backends.Checksums{CRC64NVME: crc64NVME(data), MD5: sumsOf(data).MD5}, nil, []string{CRC64NVME}, 0, ""},
-		{"write-only crc64nvme", backends.Checksums{CRC64NVME: crc64NVME(data)}, writeOnlyDest, []string{CRC64NVME}, 0, ""},
-		{"md5", backends.Checksums{MD5: sumsOf(data).MD5}, nil, []string{MD5}, int64(len(data)), ""},
-		{"none", backends.Checksums{}, nil, nil, 0, UnverifiedNoChecksum},
-		{"write-only crc32c", sumsOf(data), writeOnlyDest, []string{CRC32C}, 0, ""},
-		{"write-only md5", backends.Checksums{MD5: sumsOf(data).MD5}, writeOnlyDest, nil, 0, UnverifiedNotReadable},
+		{"crc32c and md5", sumsOf(data), nil, 0, []string{CRC32C}, 0, ""},
+		{"crc32", backends.Checksums{CRC32: crc32IEEE(data), MD5: sumsOf(data).MD5}, nil, 0, []string{CRC32}, 0, ""},
+		{"crc64nvme", backends.Checksums{CRC64NVME: crc64NVME(data), MD5: sumsOf(data).MD5}, nil, 0, []string{CRC64NVME}, 0, ""},
+		{"write-only crc64nvme", backends.Checksums{CRC64NVME: crc64NVME(data)}, writeOnlyDest, 0, []string{CRC64NVME}, 0, ""},
+		{"md5", backends.Checksums{MD5: sumsOf(data).MD5}, nil, 0, []string{MD5}, int64(len(data)), ""},
+		{"none", backends.Checksums{}, nil, 0, nil, 0, UnverifiedNoChecksum},
+		{"md5 whole", backends.Checksums{MD5: sumsOf(data).MD5}, nil, 256 * kib, []string{MD5}, 0, ""},
+		{"write-only md5 whole", backends.Checksums{MD5: sumsOf(data).MD5}, writeOnlyDest, 256 * kib, []string{MD5}, 0, ""},
+		{"write-only crc32c", sumsOf(data), writeOnlyDest, 0, []string{CRC32C}, 0, ""},
+		{"write-only md5", backends.Checksums{MD5: sumsOf(data).MD5}, writeOnlyDest, 0, nil, 0, UnverifiedNotReadable},
 	} {
 		info := info
 		info.Checksums = tc.sums
@@ -124,7 +129,8 @@ func TestDownloadVerificationKinds(t *testing.T) {
 		if tc.dest != nil {
 			w = tc.dest(dst)
 		}
-		res, err := Open(b, info, Options{PartSize: 64 * kib}).Download(context.Background(), w, DownloadOptions{Verify: true})
+		ps := cmp.Or(tc.partSize, 64*kib)
+		res, err := Open(b, info, Options{PartSize: ps}).Download(context.Background(), w, DownloadOptions{Verify: true})
 		if err != nil || !slices.Equal(res.Checked, tc.checked) || res.Unverified != tc.unverified || res.ReadBack != tc.readBack {
 			t.Errorf("%s: %+v, %v; want checked %q unverified %q, %d bytes read back", tc.name, res, err, tc.checked, tc.unverified, tc.readBack)
 		}
@@ -349,9 +355,17 @@ func TestDownloadChecksumMismatch(t *testing.T) {
 		}
 	}
 
+	// The same, fetched whole by one GET: the MD5 is hashed in flight.
+	f := &faulty{Backend: b, flipAt: 3*64*kib + 99}
+	_, err := Open(f, md5Only, Options{PartSize: 8 * 64 * kib}).
+		Download(context.Background(), destFile(t), DownloadOptions{Verify: true})
+	if !errors.Is(err, backends.ErrChecksum) || !strings.Contains(err.Error(), `"obj"`) {
+		t.Errorf("md5, fetched whole, corrupted in transit: %v; want ErrChecksum naming the key", err)
+	}
+
 	// Bytes corrupted on their way to the file: MD5, read back, sees the
 	// bytes as written.
-	_, err := Open(b, md5Only, Options{PartSize: 64 * kib}).
+	_, err = Open(b, md5Only, Options{PartSize: 64 * kib}).
 		Download(context.Background(), corrupting{destFile(t), 3*64*kib + 99}, DownloadOptions{Verify: true})
 	if !errors.Is(err, backends.ErrChecksum) || !strings.Contains(err.Error(), `"obj"`) {
 		t.Errorf("corrupted write: %v; want ErrChecksum naming the key", err)

@@ -56,7 +56,7 @@ func buildFerry(dir string) (string, error) {
 		return p, nil
 	}
 	out := filepath.Join(dir, "ferry")
-	cmd := exec.Command("go", "build", "-o", out, "github.com/ferryio/ferry/cmd/ferry")
+	cmd := exec.Command("go", "build", "-tags", "disable_grpc_modules", "-o", out, "github.com/ferryio/ferry/cmd/ferry")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build ferry: %v: %s", err, b)
