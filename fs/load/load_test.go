@@ -848,3 +848,58 @@ func TestEmptyFilesStatConcurrently(t *testing.T) {
 	}
 	sameTree(t, dir, want)
 }
+
+// listGate is a store whose listing of directory later waits until an
+// object has been fetched.
+type listGate struct {
+	backends.Backend
+	later   string
+	fetched chan struct{}
+	once    sync.Once
+}
+
+func (g *listGate) ListDir(ctx context.Context, prefix string) iter.Seq2[backends.Entry, error] {
+	return func(yield func(backends.Entry, error) bool) {
+		if prefix == g.later {
+			select {
+			case <-g.fetched:
+			case <-ctx.Done():
+				yield(backends.Entry{}, ctx.Err())
+				return
+			}
+		}
+		for e, err := range g.Backend.ListDir(ctx, prefix) {
+			if !yield(e, err) {
+				return
+			}
+		}
+	}
+}
+
+func (g *listGate) GetRange(ctx context.Context, key string, off, n int64, opts backends.ReadOptions) (io.ReadCloser, backends.ObjectInfo, error) {
+	g.once.Do(func() { close(g.fetched) })
+	return g.Backend.GetRange(ctx, key, off, n, opts)
+}
+
+// The transfer starts with the first directory listed: here the listing
+// of b/ cannot finish before a GET, which a run that lists everything
+// first would never make (its context's deadline would end it). (The
+// last key of a directory waits for the next key, which says whether it
+// is also a directory; a/x1 does not.)
+func TestFetchesWhileListing(t *testing.T) {
+	s := newStore(t)
+	want := map[string][]byte{"a/x1": random(t, 100), "a/x2": random(t, 10), "b/y": random(t, 200)}
+	for k, v := range want {
+		s.put(t, k, v, time.Now(), "")
+	}
+	want["a/"], want["b/"] = nil, nil
+	g := &listGate{Backend: s.b, later: "b/", fetched: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	res, err := Run(ctx, g, dir, opts())
+	if err != nil || res.Fetched != 3 {
+		t.Fatalf("%+v, %v; want every object fetched, the first while b/ was being listed", res, err)
+	}
+	sameTree(t, dir, want)
+}
