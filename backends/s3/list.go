@@ -42,9 +42,13 @@ func (b *Backend) list(ctx context.Context, op, prefix, delim string) iter.Seq2[
 		if b.pageSize > 0 {
 			in.MaxKeys = aws.Int32(b.pageSize)
 		}
+		var opts []func(*s3.Options)
+		if !b.sdkList {
+			opts = append(opts, withFastList(&b.listFallbacks))
+		}
 		pages := s3.NewListObjectsV2Paginator(b.client, in)
 		for pages.HasMorePages() {
-			page, err := pages.NextPage(ctx)
+			page, err := pages.NextPage(ctx, opts...)
 			if err != nil {
 				yield(backends.Entry{}, b.wrap(ctx, op, prefix, err))
 				return

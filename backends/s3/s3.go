@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -88,6 +89,11 @@ type Backend struct {
 	// pageSize, when > 0, caps the entries per page of list calls (tests
 	// use it to cross page boundaries with few objects).
 	pageSize int32
+	// sdkList decodes listings with the SDK's deserializer rather than
+	// fastList (tests compare the two).
+	sdkList bool
+	// listFallbacks counts the listing pages fastList left to the SDK.
+	listFallbacks atomic.Int64
 }
 
 var (

@@ -11,6 +11,7 @@ import (
 	"hash/crc32"
 	"hash/crc64"
 	"io"
+	"iter"
 	"net/http"
 	"os"
 	"slices"
@@ -362,6 +363,49 @@ func TestListWeirdKeys(t *testing.T) {
 			t.Errorf("List entry %+v, %v", e, err)
 		}
 		break
+	}
+}
+
+// fastList and the SDK's deserializer read MinIO's listing pages alike,
+// entry for entry, and fastList reads every page itself.
+func TestFastListMatchesSDK(t *testing.T) {
+	bucket := newBucket(t, false)
+	fast, sdk := open(t, bucket), open(t, bucket)
+	sdk.sdkList = true
+	names := []string{"a b", "a&b", "a<b>", "a\"q'", "a%b", "a\x01ctl", "a/x", "a/y/z", "aé", "a日本/x", "b/", "b/c", "c"}
+	for _, k := range names {
+		put(t, fast, k, []byte(k))
+	}
+	entries := func(seq iter.Seq2[backends.Entry, error]) []backends.Entry {
+		t.Helper()
+		var out []backends.Entry
+		for e, err := range seq {
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, e)
+		}
+		return out
+	}
+	for _, pageSize := range []int32{0, 2} {
+		fast.pageSize, sdk.pageSize = pageSize, pageSize
+		for _, prefix := range []string{"", "a/"} {
+			for name, list := range map[string]func(*Backend) iter.Seq2[backends.Entry, error]{
+				"List":    func(b *Backend) iter.Seq2[backends.Entry, error] { return b.List(t.Context(), prefix) },
+				"ListDir": func(b *Backend) iter.Seq2[backends.Entry, error] { return b.ListDir(t.Context(), prefix) },
+			} {
+				got, want := entries(list(fast)), entries(list(sdk))
+				if len(want) == 0 || !slices.EqualFunc(got, want, func(a, b backends.Entry) bool {
+					return a.Key == b.Key && a.IsPrefix == b.IsPrefix && a.Size == b.Size &&
+						a.ModTime.Equal(b.ModTime) && a.Version == b.Version
+				}) {
+					t.Errorf("%s(%q), pages of %d: fast %+v\nSDK %+v", name, prefix, pageSize, got, want)
+				}
+			}
+		}
+	}
+	if n := fast.listFallbacks.Load(); n != 0 {
+		t.Errorf("%d pages left to the SDK's deserializer, want 0", n)
 	}
 }
 
