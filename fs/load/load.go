@@ -82,10 +82,11 @@
 // every listed key (a few hundred bytes per object) and each large object
 // in flight a journal of its parts; the rest is the store's client.
 // Measured on 4 x 256 MiB from MinIO (ferry load, static binary): peak RSS
-// 44-49 MiB, of which about 33 MiB are the executable's own pages (code
-// and tables touched by the SDKs' package initialisation; the same in a
-// no-op run) and 12-15 MiB anonymous memory (Go heap with its GC headroom,
-// the runtime, the buffers).
+// 37 MiB (44-49 before the build left out the GCS client's gRPC
+// balancers), most of it the executable's own pages (code and tables
+// touched by the SDKs' package initialisation: a no-op run peaks at
+// 30 MiB), the rest anonymous memory (Go heap with its GC headroom, the
+// runtime, the buffers).
 //
 // # Verification
 //
