@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime/debug"
 
 	"github.com/ferryio/ferry/backends/storeurl"
 	"github.com/ferryio/ferry/fs/load"
@@ -72,13 +71,6 @@ func (f *loadFlags) run(ctx context.Context, args []string, out io.Writer) error
 	log, err := f.logger(out)
 	if err != nil {
 		return err
-	}
-	if _, set := os.LookupEnv("GOGC"); !set {
-		// load's live heap is small (the plan, the clients, the copy
-		// buffers) and its garbage comes from requests: half the default
-		// GC headroom keeps 2-3 MiB off the peak RSS for a GC cycle of a
-		// few ms every few MiB allocated (no CPU difference measured).
-		debug.SetGCPercent(50)
 	}
 	var dir, rawURL string
 	switch len(args) {
