@@ -149,7 +149,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/sys/unix"
@@ -400,9 +399,7 @@ func (r *runner) runPlanned(ctx context.Context) (Result, error) {
 		}
 		return 0
 	})
-	stopFlush := flushWhile(r.dir, flushEvery)
 	failed = append(failed, r.transfer(ctx, slices.Values(todo), &res)...)
-	stopFlush()
 	return r.conclude(ctx, p, res, failed, len(todo))
 }
 
@@ -455,7 +452,6 @@ func (r *runner) runStreamed(ctx context.Context) (Result, error) {
 		})
 	}()
 	var res Result
-	stopFlush := flushWhile(r.dir, flushEvery)
 	fetchFailed := r.transfer(ctx, func(yield func(*fileItem) bool) {
 		for it := range feed {
 			if !yield(it) {
@@ -463,7 +459,6 @@ func (r *runner) runStreamed(ctx context.Context) (Result, error) {
 			}
 		}
 	}, &res)
-	stopFlush()
 	scanErr := <-scanned
 	res.Files, res.Dirs, res.Invalid, res.UpToDate = len(p.files), len(p.dirs), p.invalid, upToDate
 	if scanErr != nil && ctx.Err() == nil {
@@ -670,36 +665,6 @@ func lockDir(dir string) (func(), error) {
 		return nil, &fs.PathError{Op: "flock", Path: dir, Err: err}
 	}
 	return func() { f.Close() }, nil
-}
-
-// flushEvery is how often flushWhile starts the filesystem's writeback.
-const flushEvery = time.Second
-
-// flushWhile syncs the filesystem holding dir every period until the
-// returned stop is called (which waits for a sync under way). The kernel
-// would hold a fast download's bytes as dirty pages and write them back
-// only at the closing syncfs, leaving the disk idle during the transfer
-// and the run waiting at its end; syncing as the run goes overlaps the
-// writeback with the download. Errors are left to the closing syncfs.
-func flushWhile(dir string, period time.Duration) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(period)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = syncfs(dir)
-			}
-		}
-	})
-	return sync.OnceFunc(func() {
-		close(done)
-		wg.Wait()
-	})
 }
 
 // syncfs flushes the filesystem holding dir, so that a successful run's
