@@ -60,11 +60,21 @@ func (m *fastList) HandleDeserialize(ctx context.Context, in middleware.Deserial
 	if err != nil || !ok || resp.StatusCode != 200 {
 		return m.sdk.HandleDeserialize(ctx, in, served{out, md, err})
 	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxListPage+1))
 	if err != nil {
+		resp.Body.Close()
 		return out, md, fmt.Errorf("s3: reading ListObjectsV2 response: %w", err)
 	}
+	if len(body) > maxListPage {
+		// Not a page S3 writes: the SDK streams the rest.
+		m.fallbacks.Add(1)
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
+		return m.sdk.HandleDeserialize(ctx, in, served{out, md, nil})
+	}
+	resp.Body.Close()
 	page, perr := parseListV2(body)
 	if perr != nil {
 		m.fallbacks.Add(1)
@@ -74,6 +84,10 @@ func (m *fastList) HandleDeserialize(ctx context.Context, in middleware.Deserial
 	out.Result = page
 	return out, md, nil
 }
+
+// maxListPage bounds the listing page fastList holds in memory. A page of
+// 1,000 keys of 1,024 bytes, URL-encoded, is about 4 MiB.
+const maxListPage = 16 << 20
 
 // served is a DeserializeHandler that returns a response already received.
 type served struct {

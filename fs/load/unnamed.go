@@ -67,8 +67,9 @@ func (u *unnamed) chtimes(t time.Time) error {
 }
 
 // link names the file base in its directory. Should something have taken
-// that name meanwhile, the file is linked under a temporary name and
-// renamed over it.
+// that name meanwhile (the run holds DATA_DIR's lock, so only another
+// program can), the file is linked under a temporary name and renamed over
+// it; a kill between the two leaves that ".ferry-" name behind.
 func (u *unnamed) link(base string) error {
 	dfd := int(u.dir.Fd())
 	err := unix.Linkat(unix.AT_FDCWD, u.procPath(), dfd, base, unix.AT_SYMLINK_FOLLOW)
