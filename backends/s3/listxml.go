@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -165,6 +166,11 @@ func parseListV2(doc []byte) (*s3.ListObjectsV2Output, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	// A count that disagrees means an entry this scanner did not see: the
+	// SDK's deserializer decides.
+	if n := out.KeyCount; n != nil && int(*n) != len(out.Contents)+len(out.CommonPrefixes) {
+		return nil, errUnexpected
 	}
 	return out, sc.end()
 }
@@ -343,6 +349,8 @@ func (sc *xmlScanner) children(fn func(name string) error) error {
 		case kind == tokText:
 		case kind == tokEnd:
 			return nil
+		case kind == tokStart && strings.Contains(val, ":"):
+			return errUnexpected // a namespace prefix: not S3's shape
 		case kind == tokStart:
 			sc.pending, sc.empty = val, empty
 			if err := fn(val); err != nil {

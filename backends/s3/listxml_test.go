@@ -16,7 +16,7 @@ import (
 func TestParseListV2(t *testing.T) {
 	doc := `<?xml version="1.0" encoding="UTF-8"?>
 <ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
-  <Name>bench</Name><Prefix>p%2F</Prefix><KeyCount>3</KeyCount><MaxKeys>1000</MaxKeys>
+  <Name>bench</Name><Prefix>p%2F</Prefix><KeyCount>4</KeyCount><MaxKeys>1000</MaxKeys>
   <Delimiter>/</Delimiter><IsTruncated>true</IsTruncated><EncodingType>url</EncodingType>
   <NextContinuationToken>tok&amp;en</NextContinuationToken>
   <!-- a comment -->
@@ -35,7 +35,7 @@ func TestParseListV2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if aws.ToString(out.Name) != "bench" || aws.ToString(out.Prefix) != "p%2F" || aws.ToInt32(out.KeyCount) != 3 ||
+	if aws.ToString(out.Name) != "bench" || aws.ToString(out.Prefix) != "p%2F" || aws.ToInt32(out.KeyCount) != 4 ||
 		aws.ToInt32(out.MaxKeys) != 1000 || aws.ToString(out.Delimiter) != "/" || !aws.ToBool(out.IsTruncated) ||
 		out.EncodingType != "url" || aws.ToString(out.NextContinuationToken) != "tok&en" {
 		t.Errorf("page fields: %+v", out)
@@ -76,6 +76,8 @@ func TestParseListV2Refuses(t *testing.T) {
 		"trailing":     `<ListBucketResult></ListBucketResult><More/>`,
 		"element text": `<ListBucketResult><Name><b>x</b></Name></ListBucketResult>`,
 		"bad char ref": `<ListBucketResult><Name>&#xD800;</Name></ListBucketResult>`,
+		"prefixed":     `<ListBucketResult><s3:Contents><s3:Key>k</s3:Key></s3:Contents></ListBucketResult>`,
+		"count":        `<ListBucketResult><KeyCount>2</KeyCount><Contents><Key>k</Key></Contents></ListBucketResult>`,
 	} {
 		if _, err := parseListV2([]byte(doc)); !errors.Is(err, errUnexpected) {
 			t.Errorf("%s: %v, want errUnexpected", name, err)
