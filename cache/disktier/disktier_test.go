@@ -214,33 +214,37 @@ func TestTornBlocks(t *testing.T) {
 			return os.WriteFile(p, make([]byte, st.Size()), 0o644)
 		},
 	}
-	for name, hurt := range damage {
-		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			tier := open(t, dir, 1<<20, nil)
-			defer tier.Close()
-			id, good := NewID("o", "v", 3), NewID("o", "v", 4)
-			tier.Put(id, block(1, 4096))
-			tier.Put(good, block(2, 4096))
-			if err := hurt(filepath.Join(dir, id.relPath())); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := tier.Get(id); !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("Get torn block: err = %v, want ErrCorrupt", err)
-			}
-			if _, err := os.Stat(filepath.Join(dir, id.relPath())); !errors.Is(err, fs.ErrNotExist) {
-				t.Fatalf("torn file not removed: %v", err)
-			}
-			if _, err := tier.Get(id); !errors.Is(err, ErrNotFound) {
-				t.Fatalf("second Get: err = %v, want ErrNotFound", err)
-			}
-			if tier.Used() != headerSize+4096 {
-				t.Fatalf("used = %d after dropping the torn block", tier.Used())
-			}
-			mustGet(t, tier, good, block(2, 4096))
-			check(t, tier)
-		})
+	for _, size := range []int{4096, alignedMin + 100} { // both formats
+		for name, hurt := range damage {
+			t.Run(fmt.Sprintf("%s-%d", name, size), func(t *testing.T) { tornBlock(t, size, hurt) })
+		}
 	}
+}
+
+func tornBlock(t *testing.T, size int, hurt func(string) error) {
+	dir := t.TempDir()
+	tier := open(t, dir, 1<<20, nil)
+	defer tier.Close()
+	id, good := NewID("o", "v", 3), NewID("o", "v", 4)
+	tier.Put(id, block(1, size))
+	tier.Put(good, block(2, size))
+	if err := hurt(filepath.Join(dir, id.relPath())); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tier.Get(id); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Get torn block: err = %v, want ErrCorrupt", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, id.relPath())); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("torn file not removed: %v", err)
+	}
+	if _, err := tier.Get(id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second Get: err = %v, want ErrNotFound", err)
+	}
+	if tier.Used() != fileSize(size) {
+		t.Fatalf("used = %d after dropping the torn block", tier.Used())
+	}
+	mustGet(t, tier, good, block(2, size))
+	check(t, tier)
 }
 
 func TestTornBlockFoundAtOpen(t *testing.T) {
@@ -502,4 +506,53 @@ func TestLockedAcrossProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	open(t, dir, 1<<20, nil).Close()
+}
+
+// Blocks of alignedMin bytes or more are stored page-aligned ("FRB2", the
+// content at pageHeaderSize), whether their memory is aligned (written
+// with O_DIRECT where the filesystem has it) or not, with or without a
+// tail shorter than a page; smaller ones keep the compact format. All read
+// back the same, also after a restart.
+func TestPageAlignedBlocks(t *testing.T) {
+	dir := t.TempDir()
+	tier := open(t, dir, 8<<20, nil)
+	unaligned := make([]byte, alignedMin+1)
+	copy(unaligned[1:], block(9, alignedMin))
+	cases := []struct {
+		data  []byte
+		magic string
+	}{
+		{block(1, alignedMin), pageMagic},
+		{block(2, alignedMin+100), pageMagic},
+		{unaligned[1:], pageMagic},
+		{block(4, alignedMin-1), magic},
+	}
+	for i, c := range cases {
+		id := NewID("o", "v", int64(i))
+		if err := tier.Put(id, c.data); err != nil {
+			t.Fatal(err)
+		}
+		head := make([]byte, 4)
+		f, err := os.Open(filepath.Join(dir, id.relPath()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = io.ReadFull(f, head)
+		st, serr := f.Stat()
+		f.Close()
+		if err != nil || serr != nil || string(head) != c.magic || st.Size() != fileSize(len(c.data)) {
+			t.Errorf("block %d: magic %q, %v bytes (%v, %v); want %q, %d", i, head, st.Size(), err, serr, c.magic, fileSize(len(c.data)))
+		}
+		mustGet(t, tier, id, c.data)
+	}
+	check(t, tier)
+	tier.Close()
+	tier = open(t, dir, 8<<20, nil)
+	defer tier.Close()
+	for i, c := range cases {
+		mustGet(t, tier, NewID("o", "v", int64(i)), c.data)
+	}
+	if tier.Used() != fileSize(alignedMin)*3+100+fileSize(alignedMin-1) {
+		t.Errorf("used %d after restart", tier.Used())
+	}
 }

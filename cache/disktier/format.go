@@ -1,9 +1,11 @@
 package disktier
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -11,14 +13,22 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // On-disk format of one block file:
 //
-//	offset 0  4 bytes  magic "FRB1"
+//	offset 0  4 bytes  magic "FRB1", or "FRB2" for a page-aligned block
 //	offset 4  4 bytes  CRC-32C (Castagnoli) of the content, big endian
 //	offset 8  8 bytes  content length, big endian
-//	offset 16 ...      content
+//	offset 16 ...      content ("FRB1"), or zeros up to pageHeaderSize
+//	                   and the content from there ("FRB2")
+//
+// Blocks of alignedMin bytes or more are "FRB2": their content starts
+// page-aligned, so that writeTemp can write it with O_DIRECT (see there);
+// smaller ones keep the compact header.
 //
 // Files are written to Dir/tmp and renamed into place without fsync. Rename
 // makes a block visible all at once to readers, but after a power loss the
@@ -27,13 +37,24 @@ import (
 // length and the content against the checksum; a file that fails is a torn
 // block, deleted and reported as ErrCorrupt (a miss for the caller).
 const (
-	headerSize = 16
-	magic      = "FRB1"
-	tmpDirName = "tmp"
-	lockName   = "lock"
+	headerSize     = 16
+	magic          = "FRB1"
+	pageHeaderSize = 4096
+	pageMagic      = "FRB2"
+	alignedMin     = 64 << 10
+	tmpDirName     = "tmp"
+	lockName       = "lock"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// fileSize is the size of the block file holding n bytes of content.
+func fileSize(n int) int64 {
+	if n >= alignedMin {
+		return pageHeaderSize + int64(n)
+	}
+	return headerSize + int64(n)
+}
 
 // ID names one block on disk: the SHA-256 of its object identity (object
 // key and version) and the block's index within the object.
@@ -113,14 +134,19 @@ func readBlock(path string) ([]byte, error) {
 		}
 		return nil, err
 	}
-	if string(buf[:4]) != magic {
+	hdr := int64(headerSize)
+	switch string(buf[:4]) {
+	case magic:
+	case pageMagic:
+		hdr = pageHeaderSize
+	default:
 		return nil, errTorn{"bad magic"}
 	}
 	n := binary.BigEndian.Uint64(buf[8:16])
-	if n != uint64(size-headerSize) {
-		return nil, errTorn{fmt.Sprintf("header says %d bytes, file holds %d", n, size-headerSize)}
+	if size < hdr || n != uint64(size-hdr) {
+		return nil, errTorn{fmt.Sprintf("header says %d bytes, file holds %d", n, size-hdr)}
 	}
-	data := buf[headerSize:]
+	data := buf[hdr:]
 	if crc32.Checksum(data, castagnoli) != binary.BigEndian.Uint32(buf[4:8]) {
 		return nil, errTorn{"checksum mismatch"}
 	}
@@ -129,25 +155,95 @@ func readBlock(path string) ([]byte, error) {
 
 // writeTemp writes data as a block file into a new temporary file in
 // tmpDir and returns its path. The file is complete but not yet visible.
+//
+// A block of alignedMin bytes or more is written with O_DIRECT where the
+// filesystem allows it and the content's memory is page-aligned (Go's
+// large allocations are): its bytes go from the caller's buffer to the
+// device without a copy into the page cache. That copy was 40% of a cold
+// sequential read's CPU in a mount, and the page cache then held the
+// bytes twice (as the mounted file's pages and as the block file's). A
+// tail shorter than a page is written buffered.
 func writeTemp(tmpDir string, data []byte) (string, error) {
-	f, err := os.CreateTemp(tmpDir, "blk-")
+	name := filepath.Join(tmpDir, "blk-"+rand.Text())
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	aligned := len(data) >= alignedMin
+	direct := aligned && uintptr(unsafe.Pointer(unsafe.SliceData(data)))%pageHeaderSize == 0
+	f, err := os.OpenFile(name, flags|directFlag(direct), 0o644)
+	if direct && errors.Is(err, unix.EINVAL) { // no O_DIRECT here (tmpfs)
+		direct = false
+		f, err = os.OpenFile(name, flags, 0o644)
+	}
 	if err != nil {
 		return "", err
 	}
-	var hdr [headerSize]byte
-	copy(hdr[:4], magic)
-	binary.BigEndian.PutUint32(hdr[4:8], crc32.Checksum(data, castagnoli))
-	binary.BigEndian.PutUint64(hdr[8:16], uint64(len(data)))
-	_, err = f.Write(hdr[:])
-	if err == nil {
-		_, err = f.Write(data)
-	}
+	err = writeBlock(f, data, aligned, direct)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(f.Name())
+		os.Remove(name)
 		return "", err
 	}
-	return f.Name(), nil
+	return name, nil
+}
+
+func directFlag(direct bool) int {
+	if direct {
+		return unix.O_DIRECT
+	}
+	return 0
+}
+
+// writeBlock writes the header and data to f, in the page-aligned format
+// when aligned; with direct (f was opened O_DIRECT) the header and the
+// whole pages of data go directly, the rest after clearing O_DIRECT.
+func writeBlock(f *os.File, data []byte, aligned, direct bool) error {
+	var hdr []byte
+	if aligned {
+		hdr = alignedPage()
+		copy(hdr[:4], pageMagic)
+	} else {
+		hdr = make([]byte, headerSize)
+		copy(hdr[:4], magic)
+	}
+	binary.BigEndian.PutUint32(hdr[4:8], crc32.Checksum(data, castagnoli))
+	binary.BigEndian.PutUint64(hdr[8:16], uint64(len(data)))
+	if _, err := f.Write(hdr); err != nil {
+		return err
+	}
+	n := 0
+	if direct {
+		n = len(data) &^ (pageHeaderSize - 1)
+		if _, err := f.Write(data[:n]); err != nil {
+			return err
+		}
+		if n == len(data) {
+			return nil
+		}
+		if err := clearDirect(f); err != nil {
+			return err
+		}
+	}
+	_, err := f.Write(data[n:])
+	return err
+}
+
+// clearDirect clears O_DIRECT on f.
+func clearDirect(f *os.File) error {
+	fd := f.Fd()
+	flags, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
+	if err == nil {
+		_, err = unix.FcntlInt(fd, unix.F_SETFL, flags&^unix.O_DIRECT)
+	}
+	if err != nil {
+		return &os.PathError{Op: "fcntl", Path: f.Name(), Err: err}
+	}
+	return nil
+}
+
+// alignedPage returns a zeroed, page-aligned buffer of pageHeaderSize bytes.
+func alignedPage() []byte {
+	buf := make([]byte, 2*pageHeaderSize)
+	off := int(-uintptr(unsafe.Pointer(unsafe.SliceData(buf))) & (pageHeaderSize - 1))
+	return buf[off : off+pageHeaderSize]
 }
