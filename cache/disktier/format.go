@@ -176,6 +176,12 @@ func writeTemp(tmpDir string, data []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if aligned {
+		// One extent for the whole file: written in pieces (the header,
+		// then the content directly), it would otherwise get three, and a
+		// read three seeks. Where there is no fallocate, so be it.
+		_ = unix.Fallocate(int(f.Fd()), 0, 0, fileSize(len(data)))
+	}
 	err = writeBlock(f, data, aligned, direct)
 	if cerr := f.Close(); err == nil {
 		err = cerr
