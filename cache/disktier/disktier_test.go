@@ -3,8 +3,10 @@ package disktier
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -554,5 +556,32 @@ func TestPageAlignedBlocks(t *testing.T) {
 	}
 	if tier.Used() != fileSize(alignedMin)*3+100+fileSize(alignedMin-1) {
 		t.Errorf("used %d after restart", tier.Used())
+	}
+}
+
+// A large block in the compact format, as ferry wrote before the
+// page-aligned one, is still found at Open and read.
+func TestCompactLargeBlockStillReads(t *testing.T) {
+	dir := t.TempDir()
+	tier := open(t, dir, 8<<20, nil)
+	tier.Close()
+	data := block(7, alignedMin+5)
+	id := NewID("old", "v", 0)
+	hdr := make([]byte, headerSize)
+	copy(hdr, magic)
+	binary.BigEndian.PutUint32(hdr[4:8], crc32.Checksum(data, castagnoli))
+	binary.BigEndian.PutUint64(hdr[8:16], uint64(len(data)))
+	p := filepath.Join(dir, id.relPath())
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, append(hdr, data...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tier = open(t, dir, 8<<20, nil)
+	defer tier.Close()
+	mustGet(t, tier, id, data)
+	if tier.Used() != headerSize+int64(len(data)) {
+		t.Errorf("used %d, want %d", tier.Used(), headerSize+len(data))
 	}
 }

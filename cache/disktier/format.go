@@ -113,8 +113,18 @@ func (e errTorn) Error() string { return "torn block: " + e.reason }
 // readBlock reads and verifies the block file at path. It returns the
 // content, an error wrapping fs.ErrNotExist if there is no file, or errTorn.
 // The returned slice is freshly allocated and never reused.
+//
+// A file of whole pages, alignedMin bytes of content or more (a block
+// writeTemp wrote page-aligned), is read with O_DIRECT where the
+// filesystem allows it, into a page-aligned buffer: no copy through the
+// page cache, which would otherwise hold the block a second time beside
+// the mounted file's pages.
 func readBlock(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT, 0)
+	direct := err == nil
+	if errors.Is(err, unix.EINVAL) {
+		f, err = os.Open(path)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +137,17 @@ func readBlock(path string) ([]byte, error) {
 	if size < headerSize {
 		return nil, errTorn{fmt.Sprintf("%d bytes, shorter than the header", size)}
 	}
-	buf := make([]byte, size)
+	var buf []byte
+	if direct && size%pageHeaderSize == 0 && size >= pageHeaderSize+alignedMin {
+		buf = alignedBuf(int(size))
+	} else {
+		if direct {
+			if err := clearDirect(f); err != nil {
+				return nil, err
+			}
+		}
+		buf = make([]byte, size)
+	}
 	if _, err := io.ReadFull(f, buf); err != nil {
 		if err == io.ErrUnexpectedEOF || err == io.EOF {
 			return nil, errTorn{"shrank while reading"}
@@ -248,8 +268,11 @@ func clearDirect(f *os.File) error {
 }
 
 // alignedPage returns a zeroed, page-aligned buffer of pageHeaderSize bytes.
-func alignedPage() []byte {
-	buf := make([]byte, 2*pageHeaderSize)
+func alignedPage() []byte { return alignedBuf(pageHeaderSize) }
+
+// alignedBuf returns a zeroed buffer of n bytes that starts on a page.
+func alignedBuf(n int) []byte {
+	buf := make([]byte, n+pageHeaderSize)
 	off := int(-uintptr(unsafe.Pointer(unsafe.SliceData(buf))) & (pageHeaderSize - 1))
-	return buf[off : off+pageHeaderSize]
+	return buf[off : off+n : off+n]
 }
