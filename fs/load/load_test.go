@@ -903,3 +903,49 @@ func TestFetchesWhileListing(t *testing.T) {
 	}
 	sameTree(t, dir, want)
 }
+
+// failingList is a store whose listing of directory bad fails.
+type failingList struct {
+	backends.Backend
+	bad string
+}
+
+var errListing = errors.New("listing refused")
+
+func (f failingList) ListDir(ctx context.Context, prefix string) iter.Seq2[backends.Entry, error] {
+	if prefix == f.bad {
+		return func(yield func(backends.Entry, error) bool) { yield(backends.Entry{}, errListing) }
+	}
+	return f.Backend.ListDir(ctx, prefix)
+}
+
+// A listing that fails part-way through a streamed run fails the run with
+// that error and deletes nothing, even with Delete (the listing is
+// incomplete); a re-run against a healthy store completes the directory
+// and leaves no work directory behind.
+func TestListingFailsMidRun(t *testing.T) {
+	s := newStore(t)
+	want := map[string][]byte{"a/x1": random(t, 100), "a/x2": random(t, 10), "b/y": random(t, 200)}
+	for k, v := range want {
+		s.put(t, k, v, time.Now(), "")
+	}
+	dir := t.TempDir()
+	local := filepath.Join(dir, "local-only")
+	if err := os.WriteFile(local, []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := opts()
+	o.Delete = true
+	if _, err := Run(t.Context(), failingList{Backend: s.b, bad: "b/"}, dir, o); !errors.Is(err, errListing) {
+		t.Fatalf("run with a failing listing: %v, want the listing's error", err)
+	}
+	if _, err := os.Stat(local); err != nil {
+		t.Fatalf("a file not in the store was deleted after an incomplete listing: %v", err)
+	}
+	res, err := Run(t.Context(), s.b, dir, o)
+	if err != nil || res.Deleted != 1 {
+		t.Fatalf("re-run: %+v, %v; want success deleting local-only", res, err)
+	}
+	want["a/"], want["b/"] = nil, nil
+	sameTree(t, dir, want)
+}
