@@ -150,15 +150,10 @@ func parseListV2(doc []byte) (*s3.ListObjectsV2Output, error) {
 			if b, err = sc.bool(); err == nil {
 				out.IsTruncated = aws.Bool(b)
 			}
-		case "KeyCount", "MaxKeys":
-			var n int64
-			if n, err = sc.int(); err == nil {
-				if name == "KeyCount" {
-					out.KeyCount = aws.Int32(int32(n))
-				} else {
-					out.MaxKeys = aws.Int32(int32(n))
-				}
-			}
+		case "KeyCount":
+			err = sc.int32(&out.KeyCount)
+		case "MaxKeys":
+			err = sc.int32(&out.MaxKeys)
 		default:
 			err = sc.skip()
 		}
@@ -323,7 +318,7 @@ func (sc *xmlScanner) root(name string) error {
 		switch {
 		case err != nil:
 			return err
-		case kind == tokText && len(bytes.TrimSpace([]byte(val))) == 0:
+		case kind == tokText && strings.TrimSpace(val) == "":
 		case kind == tokStart && val == name && !empty:
 			return nil
 		default:
@@ -414,6 +409,12 @@ func (sc *xmlScanner) str(p **string) error {
 	return err
 }
 
+func (sc *xmlScanner) int32(p **int32) error {
+	n, err := sc.int()
+	*p = aws.Int32(int32(n))
+	return err
+}
+
 func (sc *xmlScanner) int() (int64, error) {
 	s, err := sc.text()
 	if err != nil {
@@ -448,7 +449,7 @@ func (sc *xmlScanner) end() error {
 			return err
 		case kind == tokEOF:
 			return nil
-		case kind == tokText && len(bytes.TrimSpace([]byte(val))) == 0:
+		case kind == tokText && strings.TrimSpace(val) == "":
 		default:
 			return errUnexpected
 		}

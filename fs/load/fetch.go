@@ -93,7 +93,7 @@ func (r *runner) fetch(ctx context.Context, it *fileItem, dispatched func()) err
 func (r *runner) fetchOnce(ctx context.Context, it *fileItem, info backends.ObjectInfo, dispatched func(), counted *atomic.Int64) (record, error) {
 	partName, journalName := workNames(info.Key)
 	size := info.Size
-	nparts := int((size + r.opts.PartSize - 1) / r.opts.PartSize)
+	nparts := r.nparts(size)
 
 	// attrs is the object as a Stat or GET returned it (user metadata,
 	// checksums, version id), which a listing may lack.
@@ -235,17 +235,7 @@ func (r *runner) fetchOnce(ctx context.Context, it *fileItem, info backends.Obje
 func verifiedText(res objread.Result, sums backends.Checksums) string {
 	names := res.Checked
 	if len(names) == 0 {
-		for _, s := range []struct {
-			name string
-			sum  []byte
-		}{
-			{objread.CRC32C, sums.CRC32C}, {objread.CRC32, sums.CRC32},
-			{objread.CRC64NVME, sums.CRC64NVME}, {objread.MD5, sums.MD5},
-		} {
-			if len(s.sum) > 0 {
-				names = append(names, s.name)
-			}
-		}
+		names = objread.Names(sums)
 	}
 	if len(names) == 0 {
 		return "no checksum"

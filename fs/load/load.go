@@ -64,8 +64,8 @@
 // start with the first directory listed (a dry run, which only reports,
 // and a replay, which checks every pinned version before it writes, list
 // everything first, and then fetch large objects first). Objects start in
-// listing order, each only
-// once the one before has all its requests under way: an object gets only
+// listing order, each only once the one before has all its requests under
+// way: an object gets only
 // the slots the earlier ones cannot use, while their last parts drain and
 // while they are verified, so objects finish about in order and a kill
 // leaves few of them half-done. At most Concurrency objects are in flight
@@ -139,6 +139,7 @@
 package load
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -348,10 +349,8 @@ func (r *runner) runPlanned(ctx context.Context) (Result, error) {
 	res := Result{Files: len(p.files), Dirs: len(p.dirs), Invalid: p.invalid}
 	var todo []*fileItem
 	for _, it := range p.files {
-		r.tracker.AddTotal(1, it.obj.Size)
-		if it.reason == "" {
+		if !r.tally(it) {
 			res.UpToDate++
-			r.tracker.Skipped(it.obj.Size)
 			continue
 		}
 		todo = append(todo, it)
@@ -385,20 +384,17 @@ func (r *runner) runPlanned(ctx context.Context) (Result, error) {
 			return res, err
 		}
 		if blocked != nil {
-			failed = append(failed, r.blockedDir(blocked))
+			failed = append(failed, blocked)
 		}
 	}
-	parts := func(it *fileItem) int64 { return (it.obj.Size + r.opts.PartSize - 1) / r.opts.PartSize }
-	slices.SortStableFunc(todo, func(a, b *fileItem) int {
-		la, lb := parts(a) >= 2, parts(b) >= 2
-		switch {
-		case la && !lb:
-			return -1
-		case lb && !la:
-			return 1
+	// Large objects (two parts or more) first, each group in listing order.
+	rank := func(it *fileItem) int {
+		if r.nparts(it.obj.Size) >= 2 {
+			return 0
 		}
-		return 0
-	})
+		return 1
+	}
+	slices.SortStableFunc(todo, func(a, b *fileItem) int { return cmp.Compare(rank(a), rank(b)) })
 	failed = append(failed, r.transfer(ctx, slices.Values(todo), &res)...)
 	return r.conclude(ctx, p, res, failed, len(todo))
 }
@@ -424,15 +420,13 @@ func (r *runner) runStreamed(ctx context.Context) (Result, error) {
 			dir: func(d string) error {
 				blocked, err := r.makeDir(d, p.acts)
 				if blocked != nil {
-					failed = append(failed, r.blockedDir(blocked))
+					failed = append(failed, blocked)
 				}
 				return err
 			},
 			file: func(it *fileItem) error {
-				r.tracker.AddTotal(1, it.obj.Size)
-				if it.reason == "" {
+				if !r.tally(it) {
 					upToDate++
-					r.tracker.Skipped(it.obj.Size)
 					return nil
 				}
 				if !workDir {
@@ -476,10 +470,20 @@ func (r *runner) runStreamed(ctx context.Context) (Result, error) {
 	return r.conclude(ctx, p, res, append(failed, fetchFailed...), fed)
 }
 
-// blockedDir reports a directory a file is in the way of; it returns err.
-func (r *runner) blockedDir(err error) error {
-	r.notify(Event{Level: slog.LevelError, Kind: EventFailed, Msg: err.Error(), Err: err})
-	return err
+// tally adds it to the progress totals and reports whether it is to be
+// fetched; if not, it is counted as done (skipped).
+func (r *runner) tally(it *fileItem) bool {
+	r.tracker.AddTotal(1, it.obj.Size)
+	if it.reason == "" {
+		r.tracker.Skipped(it.obj.Size)
+		return false
+	}
+	return true
+}
+
+// nparts is the number of PartSize parts of an object of size bytes.
+func (r *runner) nparts(size int64) int {
+	return int((size + r.opts.PartSize - 1) / r.opts.PartSize)
 }
 
 func (r *runner) deleted(gone []string) {

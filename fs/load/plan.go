@@ -206,13 +206,16 @@ func (r *runner) scanFile(it *fileItem, acts map[string]dirAction) error {
 }
 
 // makeDir creates or replaces the planned directory d. A directory a file
-// blocks comes back as blocked, a failure of the run, when it is the
-// topmost of its blocked tree (the files beneath fail on their own).
+// blocks is reported, and comes back as blocked, a failure of the run,
+// when it is the topmost of its blocked tree (the files beneath fail on
+// their own).
 func (r *runner) makeDir(d string, acts map[string]dirAction) (blocked, err error) {
 	switch acts[d] {
 	case dirBlocked:
 		if blockedBy(acts, d) == "" {
-			return fmt.Errorf("%s: a file is in the way of this directory (--delete replaces it)", d), nil
+			blocked = fmt.Errorf("%s: a file is in the way of this directory (--delete replaces it)", d)
+			r.notify(Event{Level: slog.LevelError, Kind: EventFailed, Msg: blocked.Error(), Err: blocked})
+			return blocked, nil
 		}
 	case dirReplace:
 		if err := r.root.RemoveAll(d); err != nil {

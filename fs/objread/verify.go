@@ -92,19 +92,19 @@ func newSummer(want backends.Checksums) (*summer, error) {
 }
 
 // names lists the checksums the summer checks.
-func (s *summer) names() []string {
+func (s *summer) names() []string { return Names(s.want) }
+
+// Names lists the names of the checksums set in sums, CRCs first (the
+// order of Result.Checked).
+func Names(sums backends.Checksums) []string {
 	var n []string
-	if s.crc != nil {
-		n = append(n, CRC32C)
-	}
-	if s.crc32 != nil {
-		n = append(n, CRC32)
-	}
-	if s.nvme != nil {
-		n = append(n, CRC64NVME)
-	}
-	if s.md5 != nil {
-		n = append(n, MD5)
+	for _, c := range []struct {
+		name string
+		sum  []byte
+	}{{CRC32C, sums.CRC32C}, {CRC32, sums.CRC32}, {CRC64NVME, sums.CRC64NVME}, {MD5, sums.MD5}} {
+		if len(c.sum) > 0 {
+			n = append(n, c.name)
+		}
 	}
 	return n
 }

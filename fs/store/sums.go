@@ -144,13 +144,5 @@ func writeRecord(path string, r sumRecord) error {
 
 // writeRecordFile is writeRecord on an open file (no path lookup).
 func writeRecordFile(f *os.File, r sumRecord) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.Fsetxattr(int(fd), SumXattr, r.encode(), 0) }); err != nil {
-		return err
-	}
-	return serr
+	return unix.Fsetxattr(int(f.Fd()), SumXattr, r.encode(), 0)
 }
