@@ -143,20 +143,24 @@ func (c *Cache[V]) Len() int {
 // if ctx is done first Do returns ctx.Err() at once, and the load goes on
 // (and is cached) for the other callers, or is cancelled when none is left.
 func (c *Cache[V]) Do(ctx context.Context, key string, load func(ctx context.Context) (V, error), isNotExist func(error) bool) (V, error) {
-	c.mu.Lock()
-	e, ok := c.lookupLocked(key)
-	gen := c.gen
-	c.mu.Unlock()
-	if ok {
-		if e.negative {
-			var zero V
-			return zero, e.err
-		}
-		return e.v, nil
+	e, gen := c.lookup(key)
+	if e != nil {
+		return e.result()
 	}
 	// Loads begun before an invalidation are not joined by callers after it.
 	fkey := strconv.FormatUint(gen, 10) + "\x00" + key
-	return c.flights.Do(ctx, fkey, func(ctx context.Context) (V, error) {
+	return c.flights.Do(ctx, fkey, c.loader(key, gen, load, isNotExist))
+}
+
+// loader is Do's shared load of key, begun in generation gen. It looks
+// the key up again first: a load that finished between Do's lookup and
+// this call has cached its result (and an entry found now was stored
+// after any invalidation), which is returned with no second load.
+func (c *Cache[V]) loader(key string, gen uint64, load func(ctx context.Context) (V, error), isNotExist func(error) bool) func(context.Context) (V, error) {
+	return func(ctx context.Context) (V, error) {
+		if e, _ := c.lookup(key); e != nil {
+			return e.result()
+		}
 		v, err := load(ctx)
 		switch {
 		case err == nil:
@@ -165,7 +169,7 @@ func (c *Cache[V]) Do(ctx context.Context, key string, load func(ctx context.Con
 			c.storeIfGen(gen, &entry[V]{key: key, negative: true, err: err})
 		}
 		return v, err
-	})
+	}
 }
 
 func (c *Cache[V]) storeIfGen(gen uint64, e *entry[V]) {
@@ -174,6 +178,24 @@ func (c *Cache[V]) storeIfGen(gen uint64, e *entry[V]) {
 	if c.gen == gen {
 		c.storeLocked(e)
 	}
+}
+
+// lookup returns key's live entry (nil if none) and the current
+// generation.
+func (c *Cache[V]) lookup(key string) (*entry[V], uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, _ := c.lookupLocked(key)
+	return e, c.gen
+}
+
+// result is what Do returns for the entry.
+func (e *entry[V]) result() (V, error) {
+	if e.negative {
+		var zero V
+		return zero, e.err
+	}
+	return e.v, nil
 }
 
 // lookupLocked returns key's live entry, dropping it if expired.

@@ -284,3 +284,26 @@ func TestInvalidateDuringLoad(t *testing.T) {
 	<-done
 	wantHit(t, c, "dir/x", "fresh")
 }
+
+// A Do whose lookup missed just before another load stored its result
+// (the other load's flight already gone) finds that result when its own
+// flight starts, and loads nothing: here the entry is stored between the
+// two, as that other load would.
+func TestDoLooksUpAgainBeforeLoading(t *testing.T) {
+	c, _ := newCache(t, time.Minute, 0)
+	var calls atomic.Int32
+	load := func(context.Context) (string, error) { calls.Add(1); return "loaded", nil }
+	_, gen := c.lookup("k") // Do's lookup: a miss
+	c.Put("k", "stored")    // the other load's result
+	v, err := c.loader("k", gen, load, nil)(context.Background())
+	if err != nil || v != "stored" || calls.Load() != 0 {
+		t.Fatalf("loader = %q, %v after %d loads; want the stored value and no load", v, err, calls.Load())
+	}
+	c.PutNegative("n")
+	if _, err := c.loader("n", gen, load, nil)(context.Background()); !errors.Is(err, ErrNotExist) || calls.Load() != 0 {
+		t.Fatalf("loader of a negative entry: %v after %d loads; want ErrNotExist and no load", err, calls.Load())
+	}
+	if v, err := c.loader("other", gen, load, nil)(context.Background()); err != nil || v != "loaded" || calls.Load() != 1 {
+		t.Fatalf("loader of a missing key = %q, %v after %d loads; want one load", v, err, calls.Load())
+	}
+}
