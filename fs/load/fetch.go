@@ -152,6 +152,17 @@ func (r *runner) fetchOnce(ctx context.Context, it *fileItem, info backends.Obje
 	if err := f.Truncate(size); err != nil {
 		return record{}, err
 	}
+	var dst io.WriterAt = f
+	if un == nil && nparts >= 2 && !objread.ReadsBack(info.Checksums) {
+		d, err := r.openDirect(partName, f, size)
+		if err != nil {
+			return record{}, err
+		}
+		if d != nil {
+			defer d.Close()
+			dst = d
+		}
+	}
 	var jw *journalWriter
 	if nparts >= 2 {
 		j := partJournal{Key: info.Key, Version: info.Version, Size: size, PartSize: r.opts.PartSize,
@@ -195,7 +206,7 @@ func (r *runner) fetchOnce(ctx context.Context, it *fileItem, info backends.Obje
 			return nil
 		}
 	}
-	res, err := obj.Download(ctx, f, dl)
+	res, err := obj.Download(ctx, dst, dl)
 	r.fetched.Add(res.Fetched)
 	if err != nil {
 		return record{}, err

@@ -51,7 +51,8 @@
 // WorkDir is removed and the filesystem synced (syncfs), so the
 // destination holds exactly the dataset. A worker journals its part (group
 // commit) before it fetches the next, so a kill loses at most the parts in
-// flight: Concurrency x PartSize bytes.
+// flight: Concurrency x PartSize bytes. Parts are written with O_DIRECT
+// where the filesystem allows it (see direct.go).
 //
 // # Concurrency and memory
 //
@@ -220,6 +221,9 @@ type Options struct {
 	noXattrs bool
 	// noUnnamed behaves as on a filesystem without O_TMPFILE (tests).
 	noUnnamed bool
+	// noDirect writes multi-part files through the page cache, as on a
+	// filesystem without O_DIRECT (tests).
+	noDirect bool
 }
 
 func (o Options) replay() bool { return o.Manifest != nil }

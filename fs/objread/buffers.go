@@ -1,5 +1,7 @@
 package objread
 
+import "unsafe"
+
 // Buffers is a free list of copy buffers of one size, shared by the
 // Downloads of a run so that they reuse a few buffers instead of each
 // allocating its own (which, object after object, is garbage the GC lets
@@ -7,7 +9,8 @@ package objread
 // takes one for the part it fetches, a checker one for each read-back,
 // and each gives it back when done: the buffers in use are bounded by the
 // callers' concurrency, and the list keeps at most keep idle ones.
-// Safe for concurrent use.
+// Buffers of a page or more start page-aligned, so that a destination
+// opened with O_DIRECT can take them as they are. Safe for concurrent use.
 type Buffers struct {
 	size int
 	free chan []byte
@@ -28,14 +31,30 @@ func (b *Buffers) get() []byte {
 	case p := <-b.free:
 		return p
 	default:
-		return make([]byte, b.size)
+		return newBuffer(b.size)
 	}
+}
+
+// pageSize is the alignment of buffers of a page or more.
+const pageSize = 4096
+
+// newBuffer allocates n bytes, page-aligned when n is a page or more.
+func newBuffer(n int) []byte {
+	if n < pageSize {
+		return make([]byte, n)
+	}
+	if buf := make([]byte, n); uintptr(unsafe.Pointer(unsafe.SliceData(buf)))%pageSize == 0 {
+		return buf // as Go's large allocations are
+	}
+	buf := make([]byte, n+pageSize)
+	off := int(-uintptr(unsafe.Pointer(unsafe.SliceData(buf))) & (pageSize - 1))
+	return buf[off : off+n : off+n]
 }
 
 // put gives p back; it is dropped when the list is full.
 func (b *Buffers) put(p []byte) {
 	select {
-	case b.free <- p[:b.size]:
+	case b.free <- p[:b.size:b.size]:
 	default:
 	}
 }

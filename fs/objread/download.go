@@ -206,7 +206,10 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 	if bufs == nil {
 		bufs = NewBuffers(bufSize, workers+1)
 	}
-	lw := &serialWriter{w: w}
+	var lw io.WriterAt = &serialWriter{w: w}
+	if _, ok := w.(ParallelWriterAt); ok {
+		lw = w
+	}
 	var readBack atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	switch {
@@ -315,6 +318,16 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 		res.Checked = chk.sum.names()
 	}
 	return res, nil
+}
+
+// ParallelWriterAt is a destination whose WriteAt calls Download makes
+// concurrently, from its workers, instead of one at a time: one that
+// writes around the page cache (O_DIRECT), where the serialised writes
+// would leave the device one request at a time.
+type ParallelWriterAt interface {
+	io.WriterAt
+	// ParallelWrites marks the type; it does nothing.
+	ParallelWrites()
 }
 
 // serialWriter makes the WriteAt calls of a Download's workers one at a
@@ -450,6 +463,14 @@ func (c *checker) run(ctx context.Context, tr *tracker, bufs *Buffers, bufSize i
 		case <-tr.notify:
 		}
 	}
+}
+
+// ReadsBack reports whether a Download of several parts with Verify reads
+// the destination back to check it against sums: when the store's only
+// checksum is an MD5, which cannot be computed part by part. A caller can
+// then keep the bytes where reading them back is cheap (the page cache).
+func ReadsBack(sums backends.Checksums) bool {
+	return !sums.IsZero() && len(sums.CRC32C) == 0 && len(sums.CRC32) == 0 && len(sums.CRC64NVME) == 0
 }
 
 // preferCRC keeps the cheapest checksum known: CRC32C, else CRC32 (both
