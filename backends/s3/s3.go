@@ -94,6 +94,11 @@ type Backend struct {
 	sdkList bool
 	// listFallbacks counts the listing pages fastList left to the SDK.
 	listFallbacks atomic.Int64
+	// lean makes GETs and small PUTs without the SDK's middleware where
+	// it applies (nil elsewhere; see lean.go); sdkOnly turns it off
+	// (tests compare the two).
+	lean    *lean
+	sdkOnly bool
 }
 
 var (
@@ -150,7 +155,7 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 			so.RateLimiter = ratelimit.None
 		})
 	})
-	return &Backend{client: client, bucket: opts.Bucket, kms: opts.KMSKeyID}, nil
+	return &Backend{client: client, bucket: opts.Bucket, kms: opts.KMSKeyID, lean: newLean(opts, client.Options())}, nil
 }
 
 // defaultHTTPClient is the SDK's buildable client (which AWS_CA_BUNDLE
@@ -279,6 +284,19 @@ func (b *Backend) GetRange(ctx context.Context, key string, offset, length int64
 	case offset > 0:
 		in.Range = aws.String(fmt.Sprintf("bytes=%d-", offset))
 	}
+	if b.lean != nil && !b.sdkOnly {
+		rc, oi, err := b.lean.get(ctx, key, aws.ToString(in.Range), opts)
+		switch {
+		case err == nil:
+			if err := b.checkExact("get", key, opts, oi.Version); err != nil {
+				rc.Close()
+				return nil, backends.ObjectInfo{}, err
+			}
+			return &body{rc: rc, ctx: ctx, b: b, key: key}, oi, nil
+		case !errors.Is(err, errFallback):
+			return nil, backends.ObjectInfo{}, b.wrap(ctx, "get", key, err)
+		}
+	}
 	pin(opts, &in.IfMatch, &in.VersionId)
 	out, err := b.client.GetObject(ctx, in)
 	if err != nil {
@@ -357,6 +375,18 @@ func (b *Backend) Put(ctx context.Context, key string, body io.ReadSeeker, size 
 	sec, err := backends.SectionHere(body, size)
 	if err != nil {
 		return backends.ObjectInfo{}, b.wrap(ctx, "put", key, err)
+	}
+	if b.lean != nil && !b.sdkOnly && size <= leanPutMax && len(opts.Checksums.CRC32C) > 0 && b.kmsKey(opts) == "" {
+		oi, err := b.lean.put(ctx, key, sec, size, opts)
+		if !errors.Is(err, errFallback) {
+			if err != nil {
+				return backends.ObjectInfo{}, b.wrap(ctx, "put", key, err)
+			}
+			return oi, nil
+		}
+		if _, err := sec.Seek(0, io.SeekStart); err != nil {
+			return backends.ObjectInfo{}, b.wrap(ctx, "put", key, err)
+		}
 	}
 	in := &s3.PutObjectInput{
 		Bucket:            aws.String(b.bucket),
