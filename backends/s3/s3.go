@@ -514,9 +514,5 @@ func responseDate(md smithymw.Metadata) *time.Time {
 	if !ok || raw.Response == nil {
 		return nil
 	}
-	t, err := http.ParseTime(raw.Header.Get("Date"))
-	if err != nil {
-		return nil
-	}
-	return &t
+	return headerTime(raw.Header, "Date")
 }

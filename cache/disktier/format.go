@@ -13,9 +13,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ferryio/ferry/internal/pagebuf"
 )
 
 // On-disk format of one block file:
@@ -139,7 +140,7 @@ func readBlock(path string) ([]byte, error) {
 	}
 	var buf []byte
 	if direct && size%pageHeaderSize == 0 && size >= pageHeaderSize+alignedMin {
-		buf = alignedBuf(int(size))
+		buf = pagebuf.Alloc(int(size))
 	} else {
 		if direct {
 			if err := clearDirect(f); err != nil {
@@ -187,7 +188,7 @@ func writeTemp(tmpDir string, data []byte) (string, error) {
 	name := filepath.Join(tmpDir, "blk-"+rand.Text())
 	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 	aligned := len(data) >= alignedMin
-	direct := aligned && uintptr(unsafe.Pointer(unsafe.SliceData(data)))%pageHeaderSize == 0
+	direct := aligned && pagebuf.Aligned(data)
 	f, err := os.OpenFile(name, flags|directFlag(direct), 0o644)
 	if direct && errors.Is(err, unix.EINVAL) { // no O_DIRECT here (tmpfs)
 		direct = false
@@ -268,11 +269,4 @@ func clearDirect(f *os.File) error {
 }
 
 // alignedPage returns a zeroed, page-aligned buffer of pageHeaderSize bytes.
-func alignedPage() []byte { return alignedBuf(pageHeaderSize) }
-
-// alignedBuf returns a zeroed buffer of n bytes that starts on a page.
-func alignedBuf(n int) []byte {
-	buf := make([]byte, n+pageHeaderSize)
-	off := int(-uintptr(unsafe.Pointer(unsafe.SliceData(buf))) & (pageHeaderSize - 1))
-	return buf[off : off+n : off+n]
-}
+func alignedPage() []byte { return pagebuf.Alloc(pageHeaderSize) }

@@ -4,9 +4,10 @@ import (
 	"errors"
 	"os"
 	"sync"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ferryio/ferry/internal/pagebuf"
 )
 
 // Direct writes. A multi-part file is written with O_DIRECT where the
@@ -25,7 +26,6 @@ import (
 // resumed mid-page) is written through the page cache instead, one at a
 // time, as objread would write it: the two never touch the same page,
 // since only a file's last chunk or a retry's first is unaligned.
-const directAlign = 4096
 
 // directFile is a part file being downloaded: an io.WriterAt that writes
 // aligned chunks through an O_DIRECT descriptor and the rest through f,
@@ -67,8 +67,7 @@ func (w *directFile) ParallelWrites() {}
 // WriteAt writes p at off, directly when p is whole pages at a page
 // offset in page-aligned memory.
 func (w *directFile) WriteAt(p []byte, off int64) (int, error) {
-	if len(p) > 0 && off%directAlign == 0 && len(p)%directAlign == 0 &&
-		uintptr(unsafe.Pointer(unsafe.SliceData(p)))%directAlign == 0 {
+	if len(p) > 0 && off%pagebuf.Size == 0 && len(p)%pagebuf.Size == 0 && pagebuf.Aligned(p) {
 		n, err := w.d.WriteAt(p, off)
 		if !errors.Is(err, unix.EINVAL) {
 			return n, err

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ferryio/ferry/fs/objread"
+	"github.com/ferryio/ferry/internal/pagebuf"
 )
 
 // A multi-part file is written around the page cache: after the run, the
@@ -98,14 +99,10 @@ func TestDirectFileMixedChunks(t *testing.T) {
 	}
 	chunks = append(chunks, chunk{1<<20 - 64<<10, 100}, chunk{1<<20 - 64<<10 + 100, 64<<10 - 100}, chunk{1 << 20, 777})
 	rand.Shuffle(len(chunks), func(i, j int) { chunks[i], chunks[j] = chunks[j], chunks[i] })
-	buf := func(c chunk) []byte {
-		b := make([]byte, c.n+4096)
-		off := 0
-		if c.n%4096 == 0 {
-			off = int(4096-uintptr(unsafe.Pointer(unsafe.SliceData(b)))%4096) % 4096 // page-aligned copy
-		}
-		copy(b[off:], data[c.off:c.off+c.n])
-		return b[off : off+c.n]
+	buf := func(c chunk) []byte { // page-aligned: whole-page chunks go directly
+		b := pagebuf.Alloc(c.n)
+		copy(b, data[c.off:c.off+c.n])
+		return b
 	}
 	var wg sync.WaitGroup
 	for _, c := range chunks {

@@ -1,6 +1,6 @@
 package objread
 
-import "unsafe"
+import "github.com/ferryio/ferry/internal/pagebuf"
 
 // Buffers is a free list of copy buffers of one size, shared by the
 // Downloads of a run so that they reuse a few buffers instead of each
@@ -35,20 +35,12 @@ func (b *Buffers) get() []byte {
 	}
 }
 
-// pageSize is the alignment of buffers of a page or more.
-const pageSize = 4096
-
 // newBuffer allocates n bytes, page-aligned when n is a page or more.
 func newBuffer(n int) []byte {
-	if n < pageSize {
+	if n < pagebuf.Size {
 		return make([]byte, n)
 	}
-	if buf := make([]byte, n); uintptr(unsafe.Pointer(unsafe.SliceData(buf)))%pageSize == 0 {
-		return buf // as Go's large allocations are
-	}
-	buf := make([]byte, n+pageSize)
-	off := int(-uintptr(unsafe.Pointer(unsafe.SliceData(buf))) & (pageSize - 1))
-	return buf[off : off+n : off+n]
+	return pagebuf.Alloc(n)
 }
 
 // put gives p back; it is dropped when the list is full.

@@ -174,7 +174,7 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 		res.Unverified = UnverifiedNotRequested
 	case want.IsZero():
 		res.Unverified = UnverifiedNoChecksum
-	case len(want.CRC32C) > 0 || len(want.CRC32) > 0 || len(want.CRC64NVME) > 0:
+	case hasCRC(want):
 		if len(kept) > 0 && !readable {
 			res.Unverified = UnverifiedNotReadable
 			break
@@ -469,8 +469,12 @@ func (c *checker) run(ctx context.Context, tr *tracker, bufs *Buffers, bufSize i
 // the destination back to check it against sums: when the store's only
 // checksum is an MD5, which cannot be computed part by part. A caller can
 // then keep the bytes where reading them back is cheap (the page cache).
-func ReadsBack(sums backends.Checksums) bool {
-	return !sums.IsZero() && len(sums.CRC32C) == 0 && len(sums.CRC32) == 0 && len(sums.CRC64NVME) == 0
+func ReadsBack(sums backends.Checksums) bool { return !sums.IsZero() && !hasCRC(sums) }
+
+// hasCRC reports whether sums has a CRC, which Download computes part by
+// part and combines.
+func hasCRC(sums backends.Checksums) bool {
+	return len(sums.CRC32C) > 0 || len(sums.CRC32) > 0 || len(sums.CRC64NVME) > 0
 }
 
 // preferCRC keeps the cheapest checksum known: CRC32C, else CRC32 (both
