@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -31,8 +32,8 @@ import (
 // the store's own server often shares the cores.
 //
 // So, against an S3-compatible endpoint addressed path-style (the
-// endpoint option without VirtualHost, and no path of its own), GETs and
-// small PUTs are built here: the URL and headers the SDK would send for
+// endpoint option without VirtualHost, and no path of its own), GETs,
+// small PUTs and listing pages are built here: the URL and headers the SDK would send for
 // the same input, signed by the SDK's own SigV4 signer with the SDK's
 // credentials, sent through the same HTTP client. Only success is read
 // here. Any other answer, or a transport error, sends the same request
@@ -158,6 +159,40 @@ func (l *lean) get(ctx context.Context, key, rng string, opts backends.ReadOptio
 	oi := info(key, size, headerTime(h, "Last-Modified"), headerString(h, "ETag"), headerString(h, "X-Amz-Version-Id"),
 		headerString(h, "Content-Type"), userMetadata(h), headerSSE(h))
 	return resp.Body, oi, nil
+}
+
+// list is one ListObjectsV2 page, as listPage asks for it (maxKeys 0:
+// the store's default), read by parseListV2. A page the scanner does not
+// read, or larger than maxListPage, goes to the SDK (errFallback).
+func (l *lean) list(ctx context.Context, prefix, delim, token string, maxKeys int32) (*s3.ListObjectsV2Output, error) {
+	q := url.Values{"list-type": {"2"}, "encoding-type": {"url"}, "prefix": {prefix}}
+	if delim != "" {
+		q.Set("delimiter", delim)
+	}
+	if token != "" {
+		q.Set("continuation-token", token)
+	}
+	if maxKeys > 0 {
+		q.Set("max-keys", strconv.Itoa(int(maxKeys)))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(l.base, "/")+"?"+q.Encode(), nil)
+	if err != nil {
+		return nil, errFallback
+	}
+	resp, err := l.do(ctx, req, emptySHA256)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxListPage+1))
+	if err != nil || len(body) > maxListPage {
+		return nil, errFallback
+	}
+	page, err := parseListV2(body)
+	if err != nil {
+		return nil, errFallback
+	}
+	return page, nil
 }
 
 // put is PutObject of a body of at most leanPutMax bytes with the CRC32C

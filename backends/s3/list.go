@@ -2,6 +2,7 @@ package s3
 
 import (
 	"context"
+	"errors"
 	"iter"
 	"net/url"
 
@@ -31,24 +32,9 @@ func (b *Backend) ListDir(ctx context.Context, prefix string) iter.Seq2[backends
 
 func (b *Backend) list(ctx context.Context, op, prefix, delim string) iter.Seq2[backends.Entry, error] {
 	return func(yield func(backends.Entry, error) bool) {
-		in := &s3.ListObjectsV2Input{
-			Bucket:       aws.String(b.bucket),
-			Prefix:       aws.String(prefix),
-			EncodingType: types.EncodingTypeUrl,
-		}
-		if delim != "" {
-			in.Delimiter = aws.String(delim)
-		}
-		if b.pageSize > 0 {
-			in.MaxKeys = aws.Int32(b.pageSize)
-		}
-		var opts []func(*s3.Options)
-		if !b.sdkList {
-			opts = append(opts, withFastList(&b.listFallbacks))
-		}
-		pages := s3.NewListObjectsV2Paginator(b.client, in)
-		for pages.HasMorePages() {
-			page, err := pages.NextPage(ctx, opts...)
+		token := ""
+		for {
+			page, err := b.listPage(ctx, prefix, delim, token)
 			if err != nil {
 				yield(backends.Entry{}, b.wrap(ctx, op, prefix, err))
 				return
@@ -63,8 +49,46 @@ func (b *Backend) list(ctx context.Context, op, prefix, delim string) iter.Seq2[
 					return
 				}
 			}
+			// As the SDK's paginator: a page that is not truncated, or
+			// gives no token, is the last.
+			token = aws.ToString(page.NextContinuationToken)
+			if !aws.ToBool(page.IsTruncated) || token == "" {
+				return
+			}
 		}
 	}
+}
+
+// listPage is one ListObjectsV2 page of prefix after token ("" for the
+// first), keys URL-encoded: through the lean path where it applies, else
+// (or when the lean request does not succeed) through the SDK, with the
+// fast deserializer unless sdkList.
+func (b *Backend) listPage(ctx context.Context, prefix, delim, token string) (*s3.ListObjectsV2Output, error) {
+	if b.lean != nil && !b.sdkOnly && !b.sdkList {
+		page, err := b.lean.list(ctx, prefix, delim, token, b.pageSize)
+		if !errors.Is(err, errFallback) {
+			return page, err
+		}
+	}
+	in := &s3.ListObjectsV2Input{
+		Bucket:       aws.String(b.bucket),
+		Prefix:       aws.String(prefix),
+		EncodingType: types.EncodingTypeUrl,
+	}
+	if delim != "" {
+		in.Delimiter = aws.String(delim)
+	}
+	if token != "" {
+		in.ContinuationToken = aws.String(token)
+	}
+	if b.pageSize > 0 {
+		in.MaxKeys = aws.Int32(b.pageSize)
+	}
+	var opts []func(*s3.Options)
+	if !b.sdkList {
+		opts = append(opts, withFastList(&b.listFallbacks))
+	}
+	return b.client.ListObjectsV2(ctx, in, opts...)
 }
 
 // pageEntries decodes one page's objects and common prefixes and merges

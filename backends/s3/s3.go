@@ -94,9 +94,9 @@ type Backend struct {
 	sdkList bool
 	// listFallbacks counts the listing pages fastList left to the SDK.
 	listFallbacks atomic.Int64
-	// lean makes GETs and small PUTs without the SDK's middleware where
-	// it applies (nil elsewhere; see lean.go); sdkOnly turns it off
-	// (tests compare the two).
+	// lean makes GETs, small PUTs and listing pages without the SDK's
+	// middleware where it applies (nil elsewhere; see lean.go); sdkOnly
+	// turns it off (tests compare the two).
 	lean    *lean
 	sdkOnly bool
 }

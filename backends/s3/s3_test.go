@@ -3,21 +3,34 @@ package s3
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/md5"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"hash/crc32"
 	"hash/crc64"
 	"io"
 	"iter"
+	"log"
+	"math/big"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -368,11 +381,20 @@ func TestListWeirdKeys(t *testing.T) {
 
 // fastList and the SDK's deserializer read MinIO's listing pages alike,
 // entry for entry, and fastList reads every page itself.
+// TestFastListMatchesSDK lists awkward keys and prefixes, in pages of
+// the store's size and of two keys, three ways: through the lean path
+// (request built here, page read by the scanner), through the SDK with the
+// scanner as its deserializer, and through the SDK alone; all three must
+// agree.
 func TestFastListMatchesSDK(t *testing.T) {
 	bucket := newBucket(t, false)
+	rec := &recorder{}
+	lean := open(t, bucket, func(o *Options) { o.HTTPClient = &http.Client{Transport: rec} })
 	fast, sdk := open(t, bucket), open(t, bucket)
+	fast.sdkOnly = true
 	sdk.sdkList = true
-	names := []string{"a b", "a&b", "a<b>", "a\"q'", "a%b", "a\x01ctl", "a/x", "a/y/z", "aé", "a日本/x", "b/", "b/c", "c"}
+	names := []string{"a b", "a b/c", "a&b", "a<b>", "a\"q'", "a%b", "a%/x", "a+b/c", "a\x01ctl", "a/x", "a/y/z",
+		"aé", "aé/x", "a日本/x", "a~/x", "b/", "b/c", "c"}
 	for _, k := range names {
 		put(t, fast, k, []byte(k))
 	}
@@ -387,25 +409,40 @@ func TestFastListMatchesSDK(t *testing.T) {
 		}
 		return out
 	}
+	same := func(a, b backends.Entry) bool {
+		return a.Key == b.Key && a.IsPrefix == b.IsPrefix && a.Size == b.Size &&
+			a.ModTime.Equal(b.ModTime) && a.Version == b.Version
+	}
 	for _, pageSize := range []int32{0, 2} {
-		fast.pageSize, sdk.pageSize = pageSize, pageSize
-		for _, prefix := range []string{"", "a/"} {
+		lean.pageSize, fast.pageSize, sdk.pageSize = pageSize, pageSize, pageSize
+		for _, prefix := range []string{"", "a/", "a b", "a&", "a%", "a+b/", "aé", "a日本/", "a~/"} {
 			for name, list := range map[string]func(*Backend) iter.Seq2[backends.Entry, error]{
 				"List":    func(b *Backend) iter.Seq2[backends.Entry, error] { return b.List(t.Context(), prefix) },
 				"ListDir": func(b *Backend) iter.Seq2[backends.Entry, error] { return b.ListDir(t.Context(), prefix) },
 			} {
-				got, want := entries(list(fast)), entries(list(sdk))
-				if len(want) == 0 || !slices.EqualFunc(got, want, func(a, b backends.Entry) bool {
-					return a.Key == b.Key && a.IsPrefix == b.IsPrefix && a.Size == b.Size &&
-						a.ModTime.Equal(b.ModTime) && a.Version == b.Version
-				}) {
-					t.Errorf("%s(%q), pages of %d: fast %+v\nSDK %+v", name, prefix, pageSize, got, want)
+				want := entries(list(sdk))
+				for path, b := range map[string]*Backend{"lean": lean, "fast": fast} {
+					if got := entries(list(b)); len(want) == 0 || !slices.EqualFunc(got, want, same) {
+						t.Errorf("%s(%q), pages of %d, %s: %+v\nSDK %+v", name, prefix, pageSize, path, got, want)
+					}
 				}
 			}
 		}
 	}
 	if n := fast.listFallbacks.Load(); n != 0 {
 		t.Errorf("%d pages left to the SDK's deserializer, want 0", n)
+	}
+	// Every page of the lean backend took the lean path (the SDK marks
+	// its requests with an invocation id), and only its pages did.
+	sdkMade, pages := 0, len(rec.header(http.MethodGet, "Amz-Sdk-Invocation-Id"))
+	for _, id := range rec.header(http.MethodGet, "Amz-Sdk-Invocation-Id") {
+		if id != "" {
+			sdkMade++
+		}
+	}
+	if sdkMade != 0 || int64(pages) != lean.lean.served.Load() || fast.lean.served.Load()+sdk.lean.served.Load() != 0 {
+		t.Errorf("%d of %d pages made by the SDK, %d served lean; %d lean pages elsewhere",
+			sdkMade, pages, lean.lean.served.Load(), fast.lean.served.Load()+sdk.lean.served.Load())
 	}
 }
 
@@ -658,6 +695,71 @@ func TestCABundle(t *testing.T) {
 	if _, err := New(t.Context(), Options{Bucket: bucket, Endpoint: srv.Endpoint, AccessKey: "a", SecretKey: "b"}); err == nil {
 		t.Error("New ignored an AWS_CA_BUNDLE that does not exist")
 	}
+}
+
+// TestCABundleTLS checks AWS_CA_BUNDLE against an https endpoint, a TLS
+// proxy in front of MinIO with a certificate no system bundle trusts:
+// with that certificate in the bundle the driver reads and writes
+// (through the lean path and the SDK's), with another bundle it is
+// refused, so the bundle is the client's trust.
+func TestCABundleTLS(t *testing.T) {
+	target, err := url.Parse(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httptest.NewUnstartedServer(httputil.NewSingleHostReverseProxy(target))
+	proxy.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes below
+	proxy.StartTLS()
+	defer proxy.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: proxy.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bucket := newBucket(t, false)
+	viaTLS := func(o *Options) { o.Endpoint = proxy.URL }
+
+	t.Setenv("AWS_CA_BUNDLE", ca)
+	b := open(t, bucket, viaTLS)
+	put(t, b, "k", []byte("0123456789"))
+	if got, _, err := read(t, b, "k", 2, 3, backends.ReadOptions{}); err != nil || string(got) != "234" {
+		t.Fatalf("read over TLS = %q, %v", got, err)
+	}
+	if _, err := b.Stat(t.Context(), "k"); err != nil {
+		t.Fatalf("Stat over TLS: %v", err)
+	}
+	if b.lean == nil || b.lean.served.Load() == 0 {
+		t.Error("the lean path served nothing over TLS")
+	}
+
+	t.Setenv("AWS_CA_BUNDLE", otherCA(t))
+	t.Setenv("AWS_MAX_ATTEMPTS", "1") // the SDK would retry the handshake
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if _, err := open(t, bucket, viaTLS).Stat(ctx, "k"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("Stat with a bundle without the proxy's certificate = %v, want a certificate error", err)
+	}
+}
+
+// otherCA writes a bundle holding a fresh self-signed CA certificate and
+// returns its path.
+func otherCA(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ferry test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "other.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func TestConformance(t *testing.T) {
