@@ -157,6 +157,22 @@ func Open(opts Options) (*Cache, error) {
 // evicted. A disk tier failure (torn block, I/O error) is counted in Metrics
 // and served as a miss. After Close, Get returns ErrClosed.
 func (c *Cache) Get(ctx context.Context, k Key, fetch func(ctx context.Context) ([]byte, error)) ([]byte, error) {
+	return c.get(ctx, k, false, fetch)
+}
+
+// GetStreamed is Get for a block of a sequential stream, which the reader
+// consumes whole and the kernel's page cache then holds: with a disk tier,
+// a block it fetches or finds on disk is kept on disk only, not also in
+// memory (where it would only double the page cache, and fill the memory
+// tier with blocks read once). Without a disk tier, or when the block
+// cannot be written to disk, it is kept in memory as Get keeps it. Callers
+// of Get and GetStreamed missing the same block share one fetch, which
+// keeps the block as its first caller asked.
+func (c *Cache) GetStreamed(ctx context.Context, k Key, fetch func(ctx context.Context) ([]byte, error)) ([]byte, error) {
+	return c.get(ctx, k, true, fetch)
+}
+
+func (c *Cache) get(ctx context.Context, k Key, streamed bool, fetch func(ctx context.Context) ([]byte, error)) ([]byte, error) {
 	if k.Index < 0 {
 		return nil, fmt.Errorf("%w: %d", ErrBadKey, k.Index)
 	}
@@ -174,7 +190,7 @@ func (c *Cache) Get(ctx context.Context, k Key, fetch func(ctx context.Context) 
 		c.metrics.miss(false)
 	}
 	return c.flights.Do(ctx, mk, func(ctx context.Context) ([]byte, error) {
-		return c.load(ctx, k, mk, fetch)
+		return c.load(ctx, k, mk, streamed, fetch)
 	})
 }
 
@@ -197,7 +213,7 @@ func (c *Cache) Cached(k Key) bool {
 }
 
 // load serves one miss of the memory tier, for all the callers sharing it.
-func (c *Cache) load(ctx context.Context, k Key, mk string, fetch func(context.Context) ([]byte, error)) ([]byte, error) {
+func (c *Cache) load(ctx context.Context, k Key, mk string, streamed bool, fetch func(context.Context) ([]byte, error)) ([]byte, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(c.closing, cancel)()
@@ -209,7 +225,9 @@ func (c *Cache) load(ctx context.Context, k Key, mk string, fetch func(context.C
 		switch {
 		case err == nil:
 			c.metrics.hit(true, len(b))
-			c.remember(mk, b)
+			if !streamed {
+				c.remember(mk, b)
+			}
 			return b, nil
 		case errors.Is(err, disktier.ErrCorrupt):
 			c.metrics.diskProblem(true)
@@ -227,7 +245,7 @@ func (c *Cache) load(ctx context.Context, k Key, mk string, fetch func(context.C
 	if err := c.checkSize(k, b); err != nil {
 		return nil, err
 	}
-	c.store(id, mk, b)
+	c.store(id, mk, b, streamed)
 	return b, nil
 }
 
@@ -238,6 +256,16 @@ func (c *Cache) load(ctx context.Context, k Key, mk string, fetch func(context.C
 // ErrBadKey, ErrBlockTooLarge, ErrClosed; a disk tier failure is only
 // counted, as in Get.
 func (c *Cache) Add(k Key, b []byte) error {
+	return c.add(k, b, false)
+}
+
+// AddStreamed is Add for a block of a sequential stream: as GetStreamed,
+// it is kept on disk only when there is a disk tier.
+func (c *Cache) AddStreamed(k Key, b []byte) error {
+	return c.add(k, b, true)
+}
+
+func (c *Cache) add(k Key, b []byte, streamed bool) error {
 	if k.Index < 0 {
 		return fmt.Errorf("%w: %d", ErrBadKey, k.Index)
 	}
@@ -254,7 +282,7 @@ func (c *Cache) Add(k Key, b []byte) error {
 	if c.disk != nil {
 		id = c.diskID(k)
 	}
-	c.store(id, k.memKey(), b)
+	c.store(id, k.memKey(), b, streamed)
 	return nil
 }
 
@@ -267,15 +295,19 @@ func (c *Cache) checkSize(k Key, b []byte) error {
 }
 
 // store writes b to the disk tier as id, if there is one, and offers it
-// to the memory tier as mk.
-func (c *Cache) store(id disktier.ID, mk string, b []byte) {
+// to the memory tier as mk, unless it is streamed and now on disk.
+func (c *Cache) store(id disktier.ID, mk string, b []byte, streamed bool) {
 	if c.disk != nil {
 		// A block that cannot be written to disk is still served (and kept
 		// in memory); the failure is only counted.
-		if err := c.disk.Put(id, b); err != nil {
+		err := c.disk.Put(id, b)
+		if err != nil {
 			c.metrics.diskProblem(false)
 		}
 		c.metrics.setBytes(true, c.disk.Used())
+		if streamed && err == nil {
+			return
+		}
 	}
 	c.remember(mk, b)
 }

@@ -334,6 +334,66 @@ func TestRestartServesFromDisk(t *testing.T) {
 	}
 }
 
+// TestStreamedKeptOnDisk checks where streamed blocks go: with a disk
+// tier, to disk only, whether fetched (GetStreamed), added (AddStreamed)
+// or found on disk; a plain Get of a block on disk still promotes it to
+// memory. Without a disk tier they are kept in memory.
+func TestStreamedKeptOnDisk(t *testing.T) {
+	inMemory := func(c *Cache, k Key) bool {
+		c.mem.Wait()
+		_, ok := c.mem.Get(k.memKey())
+		return ok
+	}
+	fetched, added, plain := Key{"s", "v", 0}, Key{"s", "v", 1}, Key{"p", "v", 0}
+	dir := t.TempDir()
+	c := openCache(t, Options{MemoryBytes: 1 << 20, Dir: dir, DiskBytes: 1 << 20})
+	var src source
+	if b, err := c.GetStreamed(context.Background(), fetched, src.fetch(fetched)); err != nil || !bytes.Equal(b, content(fetched)) {
+		t.Fatalf("GetStreamed = %v", err)
+	}
+	if err := c.AddStreamed(added, content(added)); err != nil {
+		t.Fatal(err)
+	}
+	get(t, c, plain, src.fetch(plain))
+	for _, k := range []Key{fetched, added} {
+		if inMemory(c, k) || !c.disk.Has(c.diskID(k)) {
+			t.Errorf("streamed block %v: in memory %v, on disk %v; want disk only", k, inMemory(c, k), c.disk.Has(c.diskID(k)))
+		}
+	}
+	if !inMemory(c, plain) {
+		t.Error("a block fetched by Get is not in memory")
+	}
+	// Found on disk: a streamed read leaves it there, a plain one
+	// promotes it.
+	if b, err := c.GetStreamed(context.Background(), fetched, noFetch(t)); err != nil || !bytes.Equal(b, content(fetched)) {
+		t.Fatalf("GetStreamed from disk = %v", err)
+	}
+	if inMemory(c, fetched) {
+		t.Error("GetStreamed promoted a block from disk to memory")
+	}
+	get(t, c, fetched, noFetch(t))
+	if !inMemory(c, fetched) {
+		t.Error("Get did not promote a block from disk to memory")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	c = openCache(t, Options{MemoryBytes: 1 << 20})
+	defer c.Close()
+	if _, err := c.GetStreamed(context.Background(), fetched, src.fetch(fetched)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddStreamed(added, content(added)); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []Key{fetched, added} {
+		if !inMemory(c, k) {
+			t.Errorf("without a disk tier, streamed block %v is not in memory", k)
+		}
+	}
+}
+
 func TestDiskStaysUnderBound(t *testing.T) {
 	dir := t.TempDir()
 	const bound = 10 * (testBlock + 16)

@@ -22,9 +22,11 @@ func (f *filesystem) blockKey(o object, vkey string, i int64) block.Key {
 }
 
 // getBlock returns block k of the object r reads: just fetched, from the
-// block cache, or fetched through it.
-func (f *filesystem) getBlock(ctx context.Context, r *objread.Object, k block.Key) ([]byte, error) {
-	return f.getBlockWith(ctx, k, func(ctx context.Context) ([]byte, error) {
+// block cache, or fetched through it. streamed says the block belongs to a
+// sequential stream (readahead), which the kernel's page cache holds once
+// read: the block cache then keeps it on disk only (block.GetStreamed).
+func (f *filesystem) getBlock(ctx context.Context, r *objread.Object, k block.Key, streamed bool) ([]byte, error) {
+	return f.getBlockWith(ctx, k, streamed, func(ctx context.Context) ([]byte, error) {
 		// Claimed like a run's blocks, so that a run planned meanwhile
 		// stops before it (see inflight).
 		if f.runs.claim([]block.Key{k}) == 0 {
@@ -49,20 +51,30 @@ func (f *filesystem) joinRun(ctx context.Context, r *objread.Object, k block.Key
 }
 
 // getBlockWith is getBlock fetching with fetch.
-func (f *filesystem) getBlockWith(ctx context.Context, k block.Key, fetch func(context.Context) ([]byte, error)) ([]byte, error) {
+func (f *filesystem) getBlockWith(ctx context.Context, k block.Key, streamed bool, fetch func(context.Context) ([]byte, error)) ([]byte, error) {
 	if b, ok := f.recent.get(k); ok {
 		return b, nil
 	}
 	if b, ok, err := f.runs.wait(ctx, k); ok || err != nil {
 		return b, err
 	}
-	return f.cache.Get(ctx, k, func(ctx context.Context) ([]byte, error) {
-		b, err := fetch(ctx)
-		if err == nil {
-			f.recent.put(k, b)
-		}
-		return b, err
-	})
+	if !streamed {
+		return f.cache.Get(ctx, k, func(ctx context.Context) ([]byte, error) {
+			b, err := fetch(ctx)
+			if err == nil {
+				f.recent.put(k, b)
+			}
+			return b, err
+		})
+	}
+	// A streamed block, fetched or read from disk, is kept in recent
+	// only: the block cache keeps it on disk, and a late request of the
+	// kernel for it finds it here rather than reading the disk again.
+	b, err := f.cache.GetStreamed(ctx, k, fetch)
+	if err == nil {
+		f.recent.put(k, b)
+	}
+	return b, err
 }
 
 // fetchRun reads blocks keys[0].Index, keys[0].Index+1, ... of the object
@@ -71,8 +83,8 @@ func (f *filesystem) getBlockWith(ctx context.Context, k block.Key, fetch func(c
 // run is fetching; readers of its blocks wait for it (see inflight).
 // A goroutine goes on reading them, each handed, as soon as its bytes have
 // arrived, to recent, to the readers waiting for it and to the block
-// cache, so that a reader never waits for more of the GET than its own
-// block.
+// cache (as streamed: readahead is what fetches runs), so that a reader
+// never waits for more of the GET than its own block.
 //
 // ctx bounds the GET until the first block is returned, rest from then
 // on; a run ended early hands its readers the error (they then fetch
@@ -132,7 +144,7 @@ func (f *filesystem) fetchRun(ctx, rest context.Context, r *objread.Object, keys
 			f.recent.put(k, b)
 			f.runs.settle(keys[1+i:2+i], [][]byte{b}, nil)
 			f.fetches.Release(1)
-			_ = f.cache.Add(k, b)
+			_ = f.cache.AddStreamed(k, b)
 		}
 	}()
 	return first, nil

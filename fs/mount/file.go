@@ -173,7 +173,7 @@ func (h *readHandle) block(ctx context.Context, i int64) ([]byte, error) {
 			return nil, ctx.Err()
 		}
 	}
-	b, err := h.fsys.getBlock(ctx, h.obj, h.key(i))
+	b, err := h.fsys.getBlock(ctx, h.obj, h.key(i), false)
 	if err != nil {
 		return nil, err
 	}

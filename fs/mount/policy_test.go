@@ -63,6 +63,31 @@ func TestWindowStartsMidFileOnSecondReadAndToleratesReordering(t *testing.T) {
 	}
 }
 
+// TestWindowToleratesLateRequests: once the window is open, a read
+// arriving behind the furthest end by less than the window (the kernel's
+// concurrent readahead requests, 8 MiB late) keeps the run and its
+// window; a read further back ends it.
+func TestWindowToleratesLateRequests(t *testing.T) {
+	const bs = 4 * mib
+	w := newWindow(bs, 64*mib)
+	for off := int64(0); off < 40*mib; off += mib {
+		w.observe(off, off+mib)
+	}
+	from, to, _ := w.observe(32*mib, 33*mib)
+	if from != 40*mib || to-from != 64*mib {
+		t.Fatalf("a read 8 MiB late: window [%d, %d), want 64 MiB from the furthest end", from, to)
+	}
+	if from, to, _ := w.observe(40*mib, 41*mib); from != 41*mib || to-from != 64*mib {
+		t.Fatalf("the next read: window [%d, %d), want the run going on", from, to)
+	}
+	for off := int64(41 * mib); off < 100*mib; off += mib {
+		w.observe(off, off+mib)
+	}
+	if from, to, _ := w.observe(30*mib, 31*mib); from != to {
+		t.Fatal("a jump back 70 MiB, beyond the window, did not end the run")
+	}
+}
+
 func TestWindowDisabled(t *testing.T) {
 	w := newWindow(mib, 0)
 	for off := int64(0); off < 4*mib; off += mib {

@@ -28,23 +28,34 @@ const testBlock = 64 << 10
 
 type readEnv struct {
 	fsys    *filesystem
+	opts    Options // fsys's, with defaults
 	store   backends.Backend
 	counts  *metered.Counts
 	metrics *Metrics
+	reg     *prometheus.Registry // metrics' registry
 }
 
+// newReadEnv is newReadEnvCache with a memory tier of 4 MiB only.
 func newReadEnv(t *testing.T, opts Options) *readEnv {
+	return newReadEnvCache(t, opts, block.Options{MemoryBytes: 4 << 20})
+}
+
+// newReadEnvCache returns a filesystem on a fresh local store, reading
+// through a block cache opened with cacheOpts (BlockSize testBlock).
+func newReadEnvCache(t *testing.T, opts Options, cacheOpts block.Options) *readEnv {
 	t.Helper()
 	lb, err := local.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := NewMetrics(prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, counts := metered.New(lb, m)
-	c, err := block.Open(block.Options{BlockSize: testBlock, MemoryBytes: 4 << 20, Metrics: m.Block})
+	cacheOpts.BlockSize, cacheOpts.Metrics = testBlock, m.Block
+	c, err := block.Open(cacheOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +67,29 @@ func newReadEnv(t *testing.T, opts Options) *readEnv {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	return &readEnv{fsys: newFilesystem(ctx, b, opts), store: b, counts: counts, metrics: m}
+	return &readEnv{fsys: newFilesystem(ctx, b, opts), opts: opts, store: b, counts: counts, metrics: m, reg: reg}
+}
+
+// tierHits is the block cache's hits counted for tier ("memory", "disk").
+func (e *readEnv) tierHits(t *testing.T, tier string) float64 {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "ferry_block_cache_hits_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "tier" && l.GetValue() == tier {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 func (e *readEnv) put(t *testing.T, key string, data []byte) {
@@ -123,6 +156,50 @@ func TestSequentialReadsMatchAndReadAhead(t *testing.T) {
 	}
 	if gets, most := e.counts.Requests(metered.Get), int64(41+runBlocks-1)/runBlocks+1; gets > most {
 		t.Errorf("%d GETs for 41 blocks, want at most %d: readahead did not fetch whole runs", gets, most)
+	}
+}
+
+// TestStreamedBlocksStayOnDisk reads a file sequentially through a cache
+// with a disk tier: the blocks read ahead go to disk, not to the memory
+// tier, where they would double the kernel's page cache. A second
+// filesystem on the same cache (nothing in its recent blocks) reads them
+// all from disk, without a GET.
+func TestStreamedBlocksStayOnDisk(t *testing.T) {
+	e := newReadEnvCache(t, Options{Readahead: 8 * testBlock},
+		block.Options{MemoryBytes: 4 << 20, Dir: t.TempDir(), DiskBytes: 16 << 20})
+	data := randomBytes(40*testBlock + 123)
+	e.put(t, "big", data)
+	readAll := func(f *filesystem) {
+		t.Helper()
+		c, _, err := f.lookup(t.Context(), "", "big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := newReadHandle(newFileNode(f, nil, c.obj))
+		defer h.Release(t.Context())
+		var got []byte
+		for off := int64(0); off < int64(len(data)); off += 16 << 10 {
+			b, errno := read(t, h, off, 16<<10)
+			if errno != 0 {
+				t.Fatalf("read at %d: %v", off, errno)
+			}
+			got = append(got, b...)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatal("sequential reads differ from the object")
+		}
+	}
+	readAll(e.fsys)
+	gets := e.counts.Requests(metered.Get)
+	again := newFilesystem(t.Context(), e.store, e.opts)
+	readAll(again)
+	if n := e.counts.Requests(metered.Get); n != gets {
+		t.Errorf("second read made %d GETs, want 0", n-gets)
+	}
+	// The reader's own first blocks are fetched by demand reads, before
+	// the readahead window opens, and kept in memory like random reads.
+	if mem, disk := e.tierHits(t, "memory"), e.tierHits(t, "disk"); mem > 2 || disk < 39 {
+		t.Errorf("second read: %v blocks from memory, %v from disk; want the 41 blocks from disk but the first", mem, disk)
 	}
 }
 

@@ -72,7 +72,7 @@ func (d *dirNode) opened(name string) {
 		for _, c := range todo {
 			g.Go(func() error {
 				obj := objread.Open(f.b, c.obj.info(), objread.Options{Logger: f.log})
-				_, err := f.getBlock(f.closing, obj, f.blockKey(c.obj, c.obj.versionKey(f.opts.BlockSize), 0))
+				_, err := f.getBlock(f.closing, obj, f.blockKey(c.obj, c.obj.versionKey(f.opts.BlockSize), 0), false)
 				if err != nil && f.closing.Err() == nil {
 					f.log.Debug("mount: reading a file ahead failed", "key", c.obj.key, "cause", redact(err.Error()))
 				}
