@@ -87,6 +87,13 @@ type Cache struct {
 	flights   flight.Group[[]byte]
 	closing   context.Context // cancelled by Close, to stop fetches
 	stop      context.CancelFunc
+	// writes holds a unit for each block being written to the disk tier
+	// in the background (at most DiskWritesBehind); pending counts them,
+	// for Close and Flush.
+	writes  chan struct{}
+	pending sync.WaitGroup
+	// beforeWrite, if set (tests), is called before each disk write.
+	beforeWrite func()
 
 	// mu is held shared by every Get and exclusively by Close, so the tiers
 	// are never closed under a Get and no fetch starts once Close has begun.
@@ -110,7 +117,7 @@ func Open(opts Options) (*Cache, error) {
 	case opts.Dir != "" && opts.DiskBytes < bs+16:
 		return nil, fmt.Errorf("block cache: DiskBytes %d cannot hold one %d-byte block", opts.DiskBytes, bs)
 	}
-	c := &Cache{blockSize: bs, metrics: opts.Metrics}
+	c := &Cache{blockSize: bs, metrics: opts.Metrics, writes: make(chan struct{}, DiskWritesBehind)}
 	m := opts.Metrics
 	if opts.MemoryBytes > 0 {
 		mem, err := memtier.New(opts.MemoryBytes, bs, func(int64) { m.evicted(false) })
@@ -139,7 +146,8 @@ func Open(opts Options) (*Cache, error) {
 }
 
 // Get returns block k: from memory; else from disk, promoting it to
-// memory; else by calling fetch, storing its result in both tiers. Callers
+// memory; else by calling fetch, storing its result in both tiers (on
+// disk in the background: see DiskWritesBehind). Callers
 // missing the same block at the same time share one fetch (and one disk
 // read) and its outcome; a failed fetch is returned to each of them and not
 // cached, so the next Get fetches again.
@@ -251,7 +259,9 @@ func (c *Cache) load(ctx context.Context, k Key, mk string, streamed bool, fetch
 
 // Add stores b as block k in both tiers, as a Get fetching it would, for
 // a block fetched otherwise (one GET for several blocks). It returns once
-// the block is stored, whatever happens to the caller that fetched it. b
+// the block is offered to memory and on its way to disk (see
+// DiskWritesBehind; Flush waits for it), whatever happens to the caller
+// that fetched it. b
 // is handed to the cache: nobody may modify it afterwards. Errors:
 // ErrBadKey, ErrBlockTooLarge, ErrClosed; a disk tier failure is only
 // counted, as in Get.
@@ -294,22 +304,59 @@ func (c *Cache) checkSize(k Key, b []byte) error {
 	return nil
 }
 
-// store writes b to the disk tier as id, if there is one, and offers it
-// to the memory tier as mk, unless it is streamed and now on disk.
+// DiskWritesBehind is how many blocks at most are being written to the
+// disk tier in the background, each holding its block in memory until
+// written; a block beyond them is written before the fetch that brought
+// it returns.
+const DiskWritesBehind = 4
+
+// store offers b to the memory tier as mk, unless it is streamed and
+// there is a disk tier, and writes it to the disk tier as id, if there is
+// one: in the background when fewer than DiskWritesBehind writes are
+// going on, so that the readers waiting for the block do not also wait
+// for the disk.
 func (c *Cache) store(id disktier.ID, mk string, b []byte, streamed bool) {
-	if c.disk != nil {
-		// A block that cannot be written to disk is still served (and kept
-		// in memory); the failure is only counted.
-		err := c.disk.Put(id, b)
-		if err != nil {
-			c.metrics.diskProblem(false)
-		}
-		c.metrics.setBytes(true, c.disk.Used())
-		if streamed && err == nil {
-			return
+	if c.disk == nil {
+		c.remember(mk, b)
+		return
+	}
+	if !streamed {
+		c.remember(mk, b)
+	}
+	select {
+	case c.writes <- struct{}{}:
+		c.pending.Add(1)
+		go func() {
+			defer c.pending.Done()
+			defer func() { <-c.writes }()
+			c.write(id, mk, b, streamed)
+		}()
+	default:
+		c.write(id, mk, b, streamed)
+	}
+}
+
+// write puts b to the disk tier as id. A block that cannot be written is
+// still served, and kept in memory if it was not; the failure is only
+// counted.
+func (c *Cache) write(id disktier.ID, mk string, b []byte, streamed bool) {
+	if c.beforeWrite != nil {
+		c.beforeWrite()
+	}
+	err := c.disk.Put(id, b)
+	c.metrics.setBytes(true, c.disk.Used())
+	if err != nil {
+		c.metrics.diskProblem(false)
+		if streamed {
+			c.remember(mk, b)
 		}
 	}
-	c.remember(mk, b)
+}
+
+// Flush returns once every block stored so far is on disk (or failed to
+// be written).
+func (c *Cache) Flush() {
+	c.pending.Wait()
 }
 
 // diskID names k on disk. The block size is part of the name: the same
@@ -329,8 +376,9 @@ func (c *Cache) remember(mk string, b []byte) {
 	c.metrics.setBytes(false, c.mem.Used())
 }
 
-// Close cancels fetches in progress, waits for them and for every Get to
-// return (a fetch that ignores its context delays Close), then releases the
+// Close cancels fetches in progress, waits for them, for every Get to
+// return (a fetch that ignores its context delays Close) and for the disk
+// writes going on in the background, then releases the
 // tiers: the memory tier is dropped, the disk tier's blocks stay for the
 // next Open of Dir. Later calls return ErrClosed.
 func (c *Cache) Close() error {
@@ -343,6 +391,7 @@ func (c *Cache) Close() error {
 	c.closed = true
 	c.mu.Unlock()
 	c.flights.Wait()
+	c.pending.Wait()
 	if c.mem != nil {
 		c.mem.Close()
 	}

@@ -227,6 +227,7 @@ func TestCancelledWaiterReturnsPromptly(t *testing.T) {
 	if err := <-patient; err != nil {
 		t.Fatal(err)
 	}
+	c.Flush()
 	get(t, c, k, noFetch(t)) // the fetch's result was cached
 }
 
@@ -355,6 +356,7 @@ func TestStreamedKeptOnDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	get(t, c, plain, src.fetch(plain))
+	c.Flush()
 	for _, k := range []Key{fetched, added} {
 		if inMemory(c, k) || !c.disk.Has(c.diskID(k)) {
 			t.Errorf("streamed block %v: in memory %v, on disk %v; want disk only", k, inMemory(c, k), c.disk.Has(c.diskID(k)))
@@ -394,6 +396,51 @@ func TestStreamedKeptOnDisk(t *testing.T) {
 	}
 }
 
+// TestDiskWritesBehind: a fetched block is returned while it is being
+// written to disk, up to DiskWritesBehind blocks at once; Close waits for
+// those writes, so a cache opened again on the directory has every block.
+func TestDiskWritesBehind(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, Options{MemoryBytes: 1 << 20, Dir: dir, DiskBytes: 1 << 20})
+	release := make(chan struct{})
+	var writing atomic.Int32
+	c.beforeWrite = func() { writing.Add(1); <-release }
+	var keys []Key
+	for i := range DiskWritesBehind {
+		keys = append(keys, Key{"w", "v", int64(i)})
+	}
+	got := make(chan struct{})
+	go func() {
+		defer close(got)
+		var src source
+		for _, k := range keys {
+			get(t, c, k, src.fetch(k))
+		}
+	}()
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Get waited for its block's disk write")
+	}
+	if c.disk.Has(c.diskID(keys[0])) {
+		t.Error("a block is on disk before its write was let through")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if n := writing.Load(); n != int32(len(keys)) {
+		t.Errorf("%d disk writes for %d blocks", n, len(keys))
+	}
+	c = openCache(t, Options{Dir: dir, DiskBytes: 1 << 20})
+	defer c.Close()
+	for _, k := range keys {
+		get(t, c, k, noFetch(t)) // Close waited for the writes
+	}
+}
+
 func TestDiskStaysUnderBound(t *testing.T) {
 	dir := t.TempDir()
 	const bound = 10 * (testBlock + 16)
@@ -404,6 +451,7 @@ func TestDiskStaysUnderBound(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		k := Key{Object: fmt.Sprintf("obj-%d", i%7), Version: "v", Index: int64(i)}
 		get(t, c, k, src.fetch(k))
+		c.Flush()
 		var total int64
 		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 			if err == nil && d.Type().IsRegular() && d.Name() != "lock" {
@@ -600,6 +648,7 @@ func TestAddedBlocksServedAndPersisted(t *testing.T) {
 	if err := c.Add(k, content(k)); err != nil {
 		t.Fatal(err)
 	}
+	c.Flush()
 	if !c.Cached(k) || c.Cached(other) {
 		t.Fatalf("Cached after Add: %v, of another block %v; want true, false", c.Cached(k), c.Cached(other))
 	}

@@ -156,6 +156,8 @@ func (o Options) withDefaults() (Options, error) {
 //	+ Concurrency * BlockSize       blocks being fetched
 //	+ max(64 MiB, 8 * BlockSize)    the last blocks fetched, held until
 //	                                the memory tier admits them
+//	+ block.DiskWritesBehind        blocks being written to the disk
+//	  * BlockSize                   tier in the background
 //	+ 2 * 32 MiB                    FUSE request buffers, and blocks
 //	                                referenced by replies in flight
 //	+ BaseOverhead (96 MiB)         runtime, SDK, metadata caches
@@ -169,7 +171,8 @@ func (o Options) MemoryOverhead() (int64, error) {
 		return 0, err
 	}
 	held := max(recentBytes, minRecent*o.BlockSize)
-	return o.ReadaheadMemory + int64(o.Concurrency)*o.BlockSize + held + 2*fuseInflight + BaseOverhead, nil
+	behind := block.DiskWritesBehind * o.BlockSize
+	return o.ReadaheadMemory + int64(o.Concurrency)*o.BlockSize + held + behind + 2*fuseInflight + BaseOverhead, nil
 }
 
 // Server is a mounted store. Wait for it, Unmount it, or Detach it.

@@ -190,6 +190,7 @@ func TestStreamedBlocksStayOnDisk(t *testing.T) {
 		}
 	}
 	readAll(e.fsys)
+	e.opts.Cache.Flush()
 	gets := e.counts.Requests(metered.Get)
 	again := newFilesystem(t.Context(), e.store, e.opts)
 	readAll(again)
