@@ -86,6 +86,14 @@ func TestWindowToleratesLateRequests(t *testing.T) {
 	if from, to, _ := w.observe(30*mib, 31*mib); from != to {
 		t.Fatal("a jump back 70 MiB, beyond the window, did not end the run")
 	}
+	// A late read does not grow a window that could grow.
+	w = newWindow(bs, 64*mib)
+	for off := int64(0); off < 12*mib; off += mib {
+		w.observe(off, off+mib)
+	}
+	if from, to, grew := w.observe(3*mib, 4*mib); from != 12*mib || to-from != 32*mib || grew {
+		t.Fatalf("a late read: window [%d, %d) grew %v, want 32 MiB from 12 MiB, unchanged", from, to, grew)
+	}
 }
 
 func TestWindowDisabled(t *testing.T) {
