@@ -122,6 +122,23 @@ func read(t *testing.T, h *readHandle, off int64, n int) ([]byte, syscall.Errno)
 	return b, 0
 }
 
+// readSequentially reads h from start to end in 16 KiB reads and checks
+// the bytes against data.
+func readSequentially(t *testing.T, h *readHandle, data []byte) {
+	t.Helper()
+	var got []byte
+	for off := int64(0); off < int64(len(data)); off += 16 << 10 {
+		b, errno := read(t, h, off, 16<<10)
+		if errno != 0 {
+			t.Fatalf("read at %d: %v", off, errno)
+		}
+		got = append(got, b...)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("sequential reads differ from the object")
+	}
+}
+
 func randomBytes(n int) []byte {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
@@ -134,17 +151,7 @@ func TestSequentialReadsMatchAndReadAhead(t *testing.T) {
 	e.put(t, "big", data)
 	h := e.open(t, "big")
 	defer h.Release(t.Context())
-	var got []byte
-	for off := int64(0); off < int64(len(data)); off += 16 << 10 {
-		b, errno := read(t, h, off, 16<<10)
-		if errno != 0 {
-			t.Fatalf("read at %d: %v", off, errno)
-		}
-		got = append(got, b...)
-	}
-	if !bytes.Equal(got, data) {
-		t.Fatal("sequential reads differ from the object")
-	}
+	readSequentially(t, h, data)
 	if n := testutil.ToFloat64(e.metrics.prefetched); n < 30 {
 		t.Errorf("%v blocks read ahead, want most of the 41", n)
 	}
@@ -177,17 +184,7 @@ func TestStreamedBlocksStayOnDisk(t *testing.T) {
 		}
 		h := newReadHandle(newFileNode(f, nil, c.obj))
 		defer h.Release(t.Context())
-		var got []byte
-		for off := int64(0); off < int64(len(data)); off += 16 << 10 {
-			b, errno := read(t, h, off, 16<<10)
-			if errno != 0 {
-				t.Fatalf("read at %d: %v", off, errno)
-			}
-			got = append(got, b...)
-		}
-		if !bytes.Equal(got, data) {
-			t.Fatal("sequential reads differ from the object")
-		}
+		readSequentially(t, h, data)
 	}
 	readAll(e.fsys)
 	e.opts.Cache.Flush()

@@ -261,8 +261,16 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 	// on the caller's goroutine and stack.
 	own := semaphore.NewWeighted(int64(workers))
 	var inlineErr error
+	// failed is set by a part that failed before it gives its worker
+	// back, so that no part starts after it: the errgroup cancels gctx
+	// only once the part's func has returned, worker released.
+	var failed atomic.Bool
 	for _, i := range todo {
 		if err := own.Acquire(gctx, 1); err != nil {
+			break
+		}
+		if failed.Load() {
+			own.Release(1)
 			break
 		}
 		if opts.Slots != nil {
@@ -276,7 +284,11 @@ func (o *Object) Download(ctx context.Context, w io.WriterAt, opts DownloadOptio
 			if opts.Slots != nil {
 				defer opts.Slots.Release(1)
 			}
-			return part(gctx, i)
+			err := part(gctx, i)
+			if err != nil {
+				failed.Store(true)
+			}
+			return err
 		}
 		if !whole {
 			g.Go(run)
