@@ -88,10 +88,9 @@ type Cache struct {
 	closing   context.Context // cancelled by Close, to stop fetches
 	stop      context.CancelFunc
 	// writes holds a unit for each block being written to the disk tier
-	// in the background (at most DiskWritesBehind); pending counts them,
-	// for Close and Flush.
-	writes  chan struct{}
-	pending sync.WaitGroup
+	// in the background (at most DiskWritesBehind); taking them all waits
+	// for those writes (Close, Flush).
+	writes chan struct{}
 	// beforeWrite, if set (tests), is called before each disk write.
 	beforeWrite func()
 
@@ -261,10 +260,9 @@ func (c *Cache) load(ctx context.Context, k Key, mk string, streamed bool, fetch
 // a block fetched otherwise (one GET for several blocks). It returns once
 // the block is offered to memory and on its way to disk (see
 // DiskWritesBehind; Flush waits for it), whatever happens to the caller
-// that fetched it. b
-// is handed to the cache: nobody may modify it afterwards. Errors:
-// ErrBadKey, ErrBlockTooLarge, ErrClosed; a disk tier failure is only
-// counted, as in Get.
+// that fetched it. b is handed to the cache: nobody may modify it
+// afterwards. Errors: ErrBadKey, ErrBlockTooLarge, ErrClosed; a disk tier
+// failure is only counted, as in Get.
 func (c *Cache) Add(k Key, b []byte) error {
 	return c.add(k, b, false)
 }
@@ -325,9 +323,7 @@ func (c *Cache) store(id disktier.ID, mk string, b []byte, streamed bool) {
 	}
 	select {
 	case c.writes <- struct{}{}:
-		c.pending.Add(1)
 		go func() {
-			defer c.pending.Done()
 			defer func() { <-c.writes }()
 			c.write(id, mk, b, streamed)
 		}()
@@ -353,10 +349,22 @@ func (c *Cache) write(id disktier.ID, mk string, b []byte, streamed bool) {
 	}
 }
 
-// Flush returns once every block stored so far is on disk (or failed to
-// be written).
+// Flush returns once every block stored before it is on disk (or failed
+// to be written). Meanwhile, blocks stored are written before their fetch
+// returns.
 func (c *Cache) Flush() {
-	c.pending.Wait()
+	c.drainWrites()
+	for range cap(c.writes) {
+		<-c.writes
+	}
+}
+
+// drainWrites takes every unit of writes, which returns once the
+// background writes have ended; the units stay taken.
+func (c *Cache) drainWrites() {
+	for range cap(c.writes) {
+		c.writes <- struct{}{}
+	}
 }
 
 // diskID names k on disk. The block size is part of the name: the same
@@ -391,7 +399,7 @@ func (c *Cache) Close() error {
 	c.closed = true
 	c.mu.Unlock()
 	c.flights.Wait()
-	c.pending.Wait()
+	c.drainWrites()
 	if c.mem != nil {
 		c.mem.Close()
 	}
