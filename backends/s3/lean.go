@@ -33,13 +33,13 @@ import (
 //
 // So, against an S3-compatible endpoint addressed path-style (the
 // endpoint option without VirtualHost, and no path of its own), GETs,
-// small PUTs and listing pages are built here: the URL and headers the SDK would send for
-// the same input, signed by the SDK's own SigV4 signer with the SDK's
-// credentials, sent through the same HTTP client. Only success is read
-// here. Any other answer, or a transport error, sends the same request
-// again through the SDK, whose retries and error mapping then apply
-// unchanged: the lean path changes how a request that works is made,
-// never what a failure reports.
+// small PUTs and listing pages are built here: the URL and headers the
+// SDK would send for the same input, signed by the SDK's own SigV4 signer
+// with the SDK's credentials, sent through the same HTTP client. Only
+// success is read here. Any other answer, or a transport error, sends the
+// same request again through the SDK, whose retries and error mapping
+// then apply unchanged: the lean path changes how a request that works is
+// made, never what a failure reports.
 type lean struct {
 	base   string // scheme://host[:port]/bucket/, path-escaped
 	region string
