@@ -168,13 +168,13 @@ func (c *Cache) Get(ctx context.Context, k Key, fetch func(ctx context.Context) 
 }
 
 // GetStreamed is Get for a block of a sequential stream, which the reader
-// consumes whole and the kernel's page cache then holds: with a disk tier,
-// a block it fetches or finds on disk is kept on disk only, not also in
-// memory (where it would only double the page cache, and fill the memory
-// tier with blocks read once). Without a disk tier, or when the block
-// cannot be written to disk, it is kept in memory as Get keeps it. Callers
-// of Get and GetStreamed missing the same block share one fetch, which
-// keeps the block as its first caller asked.
+// consumes whole and the kernel's page cache then holds: a block it
+// fetches or finds on disk is kept on disk only, if there is a disk tier,
+// and not in memory, where it would only double the page cache and fill
+// the memory tier with blocks read once. A block that cannot be written to
+// disk is kept in memory instead. Callers of Get and GetStreamed missing
+// the same block share one fetch, which keeps the block as its first
+// caller asked.
 func (c *Cache) GetStreamed(ctx context.Context, k Key, fetch func(ctx context.Context) ([]byte, error)) ([]byte, error) {
 	return c.get(ctx, k, true, fetch)
 }
@@ -268,7 +268,7 @@ func (c *Cache) Add(k Key, b []byte) error {
 }
 
 // AddStreamed is Add for a block of a sequential stream: as GetStreamed,
-// it is kept on disk only when there is a disk tier.
+// it is kept on disk only, if there is a disk tier, and not in memory.
 func (c *Cache) AddStreamed(k Key, b []byte) error {
 	return c.add(k, b, true)
 }
@@ -308,14 +308,15 @@ func (c *Cache) checkSize(k Key, b []byte) error {
 // it returns.
 const DiskWritesBehind = 4
 
-// store offers b to the memory tier as mk, unless it is streamed and
-// there is a disk tier, and writes it to the disk tier as id, if there is
-// one: in the background when fewer than DiskWritesBehind writes are
+// store offers b to the memory tier as mk, unless it is streamed, and
+// writes it to the disk tier as id, if there is one: in the background when fewer than DiskWritesBehind writes are
 // going on, so that the readers waiting for the block do not also wait
 // for the disk.
 func (c *Cache) store(id disktier.ID, mk string, b []byte, streamed bool) {
 	if c.disk == nil {
-		c.remember(mk, b)
+		if !streamed {
+			c.remember(mk, b)
+		}
 		return
 	}
 	if !streamed {

@@ -335,10 +335,10 @@ func TestRestartServesFromDisk(t *testing.T) {
 	}
 }
 
-// TestStreamedKeptOnDisk checks where streamed blocks go: with a disk
-// tier, to disk only, whether fetched (GetStreamed), added (AddStreamed)
-// or found on disk; a plain Get of a block on disk still promotes it to
-// memory. Without a disk tier they are kept in memory.
+// TestStreamedKeptOnDisk checks where streamed blocks go: to disk only,
+// whether fetched (GetStreamed), added (AddStreamed) or found on disk; a
+// plain Get of a block on disk still promotes it to memory. Without a disk
+// tier they are not kept at all (the page cache holds them).
 func TestStreamedKeptOnDisk(t *testing.T) {
 	inMemory := func(c *Cache, k Key) bool {
 		c.mem.Wait()
@@ -389,10 +389,14 @@ func TestStreamedKeptOnDisk(t *testing.T) {
 	if err := c.AddStreamed(added, content(added)); err != nil {
 		t.Fatal(err)
 	}
+	get(t, c, plain, src.fetch(plain))
 	for _, k := range []Key{fetched, added} {
-		if !inMemory(c, k) {
-			t.Errorf("without a disk tier, streamed block %v is not in memory", k)
+		if inMemory(c, k) {
+			t.Errorf("without a disk tier, streamed block %v is in memory", k)
 		}
+	}
+	if !inMemory(c, plain) {
+		t.Error("without a disk tier, a block fetched by Get is not in memory")
 	}
 }
 

@@ -33,11 +33,11 @@
 // (which shares one GET among concurrent readers of a block); a GET hands
 // each block to its readers as soon as its bytes have arrived, and blocks
 // found in the cache (on disk after a remount) are read all at once.
-// Blocks read ahead are kept on disk only when there is a disk tier (the
-// kernel's page cache holds them once read; block.GetStreamed), and in the
-// last few blocks fetched (recent), so that a streamed file does not fill
-// the memory tier. Random reads fetch only the blocks they touch, and
-// their blocks are kept in memory.
+// Blocks read ahead are kept on the disk tier, if any, and among the last
+// few blocks fetched (recent), not in the memory tier: the kernel's page
+// cache holds them once read (block.GetStreamed), and a streamed file
+// would only fill the tier. Random reads fetch only the blocks they touch,
+// and their blocks are kept in memory.
 //
 // Errors become errnos in one place, errnoFor: ENOENT, EACCES, ESTALE for a
 // version change under an open handle, EINTR for an interrupted request,
