@@ -379,8 +379,6 @@ func TestListWeirdKeys(t *testing.T) {
 	}
 }
 
-// fastList and the SDK's deserializer read MinIO's listing pages alike,
-// entry for entry, and fastList reads every page itself.
 // TestFastListMatchesSDK lists awkward keys and prefixes, in pages of
 // the store's size and of two keys, three ways: through the lean path
 // (request built here, page read by the scanner), through the SDK with the
