@@ -114,9 +114,13 @@ func (l *lean) do(ctx context.Context, req *http.Request, payloadHash string) (*
 	return resp, nil
 }
 
-// request builds a request for key with query q.
+// request builds a request for key with query q; key "" is the bucket
+// itself.
 func (l *lean) request(ctx context.Context, method, key string, q url.Values, body io.Reader) (*http.Request, error) {
-	raw := l.base + httpbinding.EscapePath(key, false)
+	raw := strings.TrimSuffix(l.base, "/")
+	if key != "" {
+		raw = l.base + httpbinding.EscapePath(key, false)
+	}
 	if len(q) > 0 {
 		raw += "?" + q.Encode()
 	}
@@ -175,7 +179,7 @@ func (l *lean) list(ctx context.Context, prefix, delim, token string, maxKeys in
 	if maxKeys > 0 {
 		q.Set("max-keys", strconv.Itoa(int(maxKeys)))
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(l.base, "/")+"?"+q.Encode(), nil)
+	req, err := l.request(ctx, http.MethodGet, "", q, nil)
 	if err != nil {
 		return nil, errFallback
 	}

@@ -50,7 +50,7 @@ func TestLeanApplies(t *testing.T) {
 func TestLeanMatchesSDK(t *testing.T) {
 	bucket := newBucket(t, true)
 	lean, sdk := open(t, bucket), open(t, bucket)
-	sdk.sdkOnly = true
+	sdk.lean = nil
 	if lean.lean == nil {
 		t.Fatal("no lean path against MinIO")
 	}

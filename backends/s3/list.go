@@ -64,7 +64,7 @@ func (b *Backend) list(ctx context.Context, op, prefix, delim string) iter.Seq2[
 // (or when the lean request does not succeed) through the SDK, with the
 // fast deserializer unless sdkList.
 func (b *Backend) listPage(ctx context.Context, prefix, delim, token string) (*s3.ListObjectsV2Output, error) {
-	if b.lean != nil && !b.sdkOnly && !b.sdkList {
+	if b.lean != nil {
 		page, err := b.lean.list(ctx, prefix, delim, token, b.pageSize)
 		if !errors.Is(err, errFallback) {
 			return page, err

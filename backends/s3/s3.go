@@ -95,10 +95,9 @@ type Backend struct {
 	// listFallbacks counts the listing pages fastList left to the SDK.
 	listFallbacks atomic.Int64
 	// lean makes GETs, small PUTs and listing pages without the SDK's
-	// middleware where it applies (nil elsewhere; see lean.go); sdkOnly
-	// turns it off (tests compare the two).
-	lean    *lean
-	sdkOnly bool
+	// middleware where it applies (nil elsewhere; see lean.go; tests set
+	// it to nil to compare the two).
+	lean *lean
 }
 
 var (
@@ -284,7 +283,7 @@ func (b *Backend) GetRange(ctx context.Context, key string, offset, length int64
 	case offset > 0:
 		in.Range = aws.String(fmt.Sprintf("bytes=%d-", offset))
 	}
-	if b.lean != nil && !b.sdkOnly {
+	if b.lean != nil {
 		rc, oi, err := b.lean.get(ctx, key, aws.ToString(in.Range), opts)
 		switch {
 		case err == nil:
@@ -376,7 +375,7 @@ func (b *Backend) Put(ctx context.Context, key string, body io.ReadSeeker, size 
 	if err != nil {
 		return backends.ObjectInfo{}, b.wrap(ctx, "put", key, err)
 	}
-	if b.lean != nil && !b.sdkOnly && size <= leanPutMax && len(opts.Checksums.CRC32C) > 0 && b.kmsKey(opts) == "" {
+	if b.lean != nil && size <= leanPutMax && len(opts.Checksums.CRC32C) > 0 && b.kmsKey(opts) == "" {
 		oi, err := b.lean.put(ctx, key, sec, size, opts)
 		if !errors.Is(err, errFallback) {
 			if err != nil {

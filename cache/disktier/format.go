@@ -227,7 +227,7 @@ func directFlag(direct bool) int {
 func writeBlock(f *os.File, data []byte, aligned, direct bool) error {
 	var hdr []byte
 	if aligned {
-		hdr = alignedPage()
+		hdr = pagebuf.Alloc(pageHeaderSize)
 		copy(hdr[:4], pageMagic)
 	} else {
 		hdr = make([]byte, headerSize)
@@ -240,7 +240,7 @@ func writeBlock(f *os.File, data []byte, aligned, direct bool) error {
 	}
 	n := 0
 	if direct {
-		n = len(data) &^ (pageHeaderSize - 1)
+		n = len(data) &^ (pagebuf.Size - 1)
 		if _, err := f.Write(data[:n]); err != nil {
 			return err
 		}
@@ -267,6 +267,3 @@ func clearDirect(f *os.File) error {
 	}
 	return nil
 }
-
-// alignedPage returns a zeroed, page-aligned buffer of pageHeaderSize bytes.
-func alignedPage() []byte { return pagebuf.Alloc(pageHeaderSize) }
