@@ -135,6 +135,7 @@ func datasetsByName(scale float64) map[string]dataset {
 type result struct {
 	job, dataset, tool string
 	seconds            float64 // median wall time
+	fastest, slowest   float64 // wall time of the fastest and slowest run
 	rssKiB             int64   // peak RSS, max over runs
 	requests           string  // server-side requests of one run, by API
 	note               string
@@ -142,21 +143,21 @@ type result struct {
 
 func (b *bench) add(r result) {
 	b.results = append(b.results, r)
-	fmt.Printf("bench: %-6s %-18s %-22s %7.2fs  RSS %6.1f MiB  %s\n", r.job, r.dataset, r.tool, r.seconds, float64(r.rssKiB)/1024, r.requests)
+	fmt.Printf("bench: %-6s %-18s %-22s %7.2fs (%.2f-%.2f)  RSS %6.1f MiB  %s\n", r.job, r.dataset, r.tool, r.seconds, r.fastest, r.slowest, float64(r.rssKiB)/1024, r.requests)
 }
 
 // print renders the results as a Markdown table with ferry's ratio to each peer.
 func (b *bench) print(w *os.File) {
-	fmt.Fprintln(w, "\n| job | dataset | tool | time (s) | speed-up of ferry | peak RSS (MiB) | requests (server side) |")
+	fmt.Fprintln(w, "\n| job | dataset | tool | time (s): median (fastest-slowest) | speed-up of ferry: of medians (range) | peak RSS (MiB) | requests (server side) |")
 	fmt.Fprintln(w, "| --- | --- | --- | ---: | ---: | ---: | --- |")
 	for _, r := range b.results {
 		ratio := ""
 		if !strings.HasPrefix(r.tool, "ferry") {
 			if f := b.find(r.job, r.dataset, "ferry"); f != nil && f.seconds > 0 {
-				ratio = fmt.Sprintf("%.2fx", r.seconds/f.seconds)
+				ratio = fmt.Sprintf("%.2fx (%.2f-%.2fx)", r.seconds/f.seconds, r.fastest/f.slowest, r.slowest/f.fastest)
 			}
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %.2f | %s | %.1f | %s |\n", r.job, r.dataset, r.tool, r.seconds, ratio, float64(r.rssKiB)/1024, r.requests)
+		fmt.Fprintf(w, "| %s | %s | %s | %.2f (%.2f-%.2f) | %s | %.1f | %s |\n", r.job, r.dataset, r.tool, r.seconds, r.fastest, r.slowest, ratio, float64(r.rssKiB)/1024, r.requests)
 	}
 	host, _ := os.Hostname()
 	cpus, _ := filepath.Glob("/sys/devices/system/cpu/cpu[0-9]*")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -151,17 +149,12 @@ func (b *bench) measureMount(ctx context.Context, c mountCase, m mounter) error 
 		ms = append(ms, me)
 		notes = append(notes, note)
 	}
-	slices.SortFunc(ms, func(a, b measurement) int { return cmp.Compare(a.seconds, b.seconds) })
-	var rss int64
-	for _, me := range ms {
-		rss = max(rss, me.rssKiB)
-	}
-	med := ms[len(ms)/2]
-	reqs := formatRequests(med.requests)
+	r := summarise(ms)
+	r.job, r.dataset, r.tool = "mount", c.name, m.tool
 	if notes[0] != "" {
-		reqs = notes[0] + "; " + reqs
+		r.requests = notes[0] + "; " + r.requests
 	}
-	b.add(result{job: "mount", dataset: c.name, tool: m.tool, seconds: med.seconds, rssKiB: rss, requests: reqs})
+	b.add(r)
 	return nil
 }
 

@@ -138,14 +138,24 @@ func (b *bench) measure(ctx context.Context, job, ds, tool string, peer, warm bo
 		}
 		ms = append(ms, m)
 	}
+	r := summarise(ms)
+	r.job, r.dataset, r.tool = job, ds, tool
+	b.add(r)
+	return nil
+}
+
+// summarise makes a row of runs: the median time (and the fastest and
+// slowest, since times on a shared VM move by tens of percent), the
+// highest peak RSS, and the requests of the median run.
+func summarise(ms []measurement) result {
 	slices.SortFunc(ms, func(a, b measurement) int { return cmp.Compare(a.seconds, b.seconds) })
 	var rss int64
 	for _, m := range ms {
 		rss = max(rss, m.rssKiB)
 	}
 	med := ms[len(ms)/2]
-	b.add(result{job: job, dataset: ds, tool: tool, seconds: med.seconds, rssKiB: rss, requests: formatRequests(med.requests)})
-	return nil
+	return result{seconds: med.seconds, fastest: ms[0].seconds, slowest: ms[len(ms)-1].seconds,
+		rssKiB: rss, requests: formatRequests(med.requests)}
 }
 
 // noop measures argv as a no-op re-run twice: right after the run, caches
