@@ -309,18 +309,15 @@ func (c *Cache) checkSize(k Key, b []byte) error {
 const DiskWritesBehind = 4
 
 // store offers b to the memory tier as mk, unless it is streamed, and
-// writes it to the disk tier as id, if there is one: in the background when fewer than DiskWritesBehind writes are
-// going on, so that the readers waiting for the block do not also wait
-// for the disk.
+// writes it to the disk tier as id, if there is one: in the background
+// when fewer than DiskWritesBehind writes are going on, so that the
+// readers waiting for the block do not also wait for the disk.
 func (c *Cache) store(id disktier.ID, mk string, b []byte, streamed bool) {
-	if c.disk == nil {
-		if !streamed {
-			c.remember(mk, b)
-		}
-		return
-	}
 	if !streamed {
 		c.remember(mk, b)
+	}
+	if c.disk == nil {
+		return
 	}
 	select {
 	case c.writes <- struct{}{}:
