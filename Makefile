@@ -1,6 +1,6 @@
 # ferry: the targets a newcomer needs.
 #   make build   static bin/ferry
-#   make demo    ferry's main job (load) on the local provider with a sample dataset
+#   make demo    ferry's main jobs (store, then load) on the local provider with a sample dataset
 #   make test    installs the test servers (pinned) and runs every test
 #   make bench   benchmarks against rclone and s3fs on MinIO
 GO        ?= go

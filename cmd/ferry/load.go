@@ -116,7 +116,8 @@ func (f *loadFlags) run(ctx context.Context, args []string, out io.Writer) error
 		"fetched": res.Fetched, "up_to_date": res.UpToDate, "bytes_read": counts.BytesRead(),
 		"requests": counts.String(),
 	}
-	counted := map[string]int{"deleted": res.Deleted, "failed": res.Failed, "invalid_keys": len(res.Invalid), "unverified": res.Unverified}
+	counted := map[string]int{"deleted": res.Deleted, "failed": res.Failed, "invalid_keys": len(res.Invalid),
+		"verified": res.Verified, "unverified": res.Unverified}
 	if f.dryRun {
 		delete(extra, "fetched")
 		counted["to_fetch"], counted["to_delete"], counted["deleted"] = res.Fetched, res.Deleted, 0

@@ -301,12 +301,14 @@ func (r *runner) stat(ctx context.Context, info backends.ObjectInfo, exact bool,
 // verify checks the file against the store's checksums when Download could
 // not (the listing had none): those of the GET or Stat response in attrs,
 // such as an S3 ETag that is an MD5. It returns the checksums the file
-// matched. No further request is made for a single-part object whose GET
+// matched, and counts the file as verified (an empty one by its size) or
+// unverified. No further request is made for a single-part object whose GET
 // carried no checksum: the only store that has more (S3 full-object
 // CRC32Cs, through HEAD) rarely has them on objects that small, and a HEAD
 // per small file would double the requests.
 func (r *runner) verify(ctx context.Context, f *os.File, info, attrs backends.ObjectInfo, res objread.Result) (backends.Checksums, error) {
 	if len(res.Checked) > 0 || info.Size == 0 {
+		r.verified.Add(1)
 		return info.Checksums, nil
 	}
 	sums := attrs.Checksums
@@ -319,6 +321,7 @@ func (r *runner) verify(ctx context.Context, f *os.File, info, attrs backends.Ob
 	if err := objread.Verify(ctx, f, info.Size, sums); err != nil {
 		return sums, fmt.Errorf("verify %q: %w", info.Key, err)
 	}
+	r.verified.Add(1)
 	return sums, nil
 }
 

@@ -105,8 +105,8 @@
 // (only those), so a resumed object is still verified whole. An MD5 is
 // computed by reading the file back in order as the download proceeds (see
 // objread.Object.Download). A mismatch is fetched again once, then fails
-// the object. Objects the store has no checksum for are counted in
-// Result.Unverified.
+// the object. Objects verified are counted in Result.Verified, those the
+// store has no checksum for in Result.Unverified.
 //
 // # Snapshots
 //
@@ -262,6 +262,7 @@ type Result struct {
 	Failed      int
 	Deleted     int   // paths removed (or, dry run, to remove)
 	Bytes       int64 // object bytes downloaded by this run
+	Verified    int   // fetched files that matched a checksum of the store (empty ones: their size)
 	Unverified  int   // fetched files the store had no checksum for
 	Invalid     []error
 	// Loaded is what the destination holds, for --manifest-out; nil after
@@ -283,6 +284,7 @@ type runner struct {
 	slots      *semaphore.Weighted // requests in flight during transfer: Concurrency
 	tracker    *progress.Tracker
 	fetched    atomic.Int64
+	verified   atomic.Int64
 	unverified atomic.Int64
 }
 
@@ -501,6 +503,7 @@ func (r *runner) deleted(gone []string) {
 // loaded.
 func (r *runner) conclude(ctx context.Context, p *plan, res Result, failed []error, todo int) (Result, error) {
 	res.Bytes = r.fetched.Load()
+	res.Verified = int(r.verified.Load())
 	res.Unverified = int(r.unverified.Load())
 	if err := ctx.Err(); err != nil {
 		return res, err

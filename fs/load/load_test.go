@@ -141,6 +141,33 @@ func (s *testStore) dataset(t *testing.T) (map[string][]byte, time.Time) {
 
 func opts() Options { return Options{PartSize: part, Concurrency: 4} }
 
+// Files another program put in a local store have no checksum there: they
+// load, counted as unverified; the driver's own files are verified.
+func TestFilesWithoutStoreChecksumAreCountedUnverified(t *testing.T) {
+	bucket := t.TempDir()
+	lb, err := local.New(bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &testStore{raw: lb, b: prefix.New(lb, "data/")}
+	want := map[string][]byte{"stored.bin": random(t, 3000), "plain.bin": random(t, 2000), "plain-big.bin": random(t, 2*part+5)}
+	s.put(t, "stored.bin", want["stored.bin"], time.Now(), "")
+	for _, k := range []string{"plain.bin", "plain-big.bin"} {
+		if err := os.WriteFile(filepath.Join(bucket, "data", k), want[k], 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "dest")
+	res, err := Run(t.Context(), s.b, dir, opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameTree(t, dir, want)
+	if res.Fetched != 3 || res.Verified != 1 || res.Unverified != 2 {
+		t.Errorf("fetched %d, verified %d, unverified %d; want 3, 1 and 2", res.Fetched, res.Verified, res.Unverified)
+	}
+}
+
 func TestRoundTripAndRerunListsOnly(t *testing.T) {
 	s := newStore(t)
 	want, mtime := s.dataset(t)
@@ -150,7 +177,7 @@ func TestRoundTripAndRerunListsOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameTree(t, dir, want)
-	if res.Fetched != 6 || res.UpToDate != 0 || res.Unverified != 0 {
+	if res.Fetched != 6 || res.UpToDate != 0 || res.Verified != 6 || res.Unverified != 0 {
 		t.Errorf("first run: %+v", res)
 	}
 	for _, f := range []string{"a.txt", "empty", "big/model.ckpt", "dir/ünïcødé ✓.txt"} {

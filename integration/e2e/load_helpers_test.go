@@ -149,6 +149,8 @@ type event struct {
 	UpToDate float64 `json:"up_to_date"`
 	Bytes    float64 `json:"bytes_read"`
 	Digest   string  `json:"digest"`
+	// PartsReused: store's summary, parts of resumed uploads found stored.
+	PartsReused float64 `json:"parts_reused"`
 }
 
 // events parses ferry's JSON lines, ignoring any other line.
