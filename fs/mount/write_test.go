@@ -113,6 +113,77 @@ func TestWriteBackCrashRecovers(t *testing.T) {
 	}
 }
 
+// stageFile creates key in w with content, and closes it (commit).
+func stageFile(t *testing.T, w *writer, key, content string) *wfile {
+	t.Helper()
+	wf, err := w.open(t.Context(), key, nil, true, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.writeAt(wf, []byte(content), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.commit(t.Context(), wf, false); err != nil {
+		t.Fatal(err)
+	}
+	return wf
+}
+
+func TestWriteBackUploadsWhenTheDelayEnds(t *testing.T) {
+	e, w := newWriteEnv(t, t.TempDir(), time.Millisecond)
+	stageFile(t, w, "b.txt", "later")
+	w.timers.Wait() // the timer armed by the close has fired and uploaded
+	e.want(t, "b.txt", []byte("later"))
+	if n := w.j.Len(); n != 0 {
+		t.Fatalf("%d journal entries left after the write-back upload", n)
+	}
+	checkWriter(t, w)
+	if err := w.close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A file written again after its close is not uploaded by the delay's
+// upload (a writer is still at it); its next close stages it again.
+func TestWriteBackSkipsAFileWrittenSinceItsClose(t *testing.T) {
+	e, w := newWriteEnv(t, t.TempDir(), time.Hour)
+	ctx := t.Context()
+	wf := stageFile(t, w, "c.txt", "one")
+	if _, err := w.writeAt(wf, []byte("two"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.uploadPending(ctx, wf); err != nil { // what the timer runs
+		t.Fatal(err)
+	}
+	if got, ok := e.get(t, "c.txt"); ok {
+		t.Fatalf("uploaded %q while the file was being written again", got)
+	}
+	if err := w.commit(ctx, wf, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.uploadPending(ctx, wf); err != nil {
+		t.Fatal(err)
+	}
+	e.want(t, "c.txt", []byte("two"))
+	checkWriter(t, w)
+}
+
+// Unmounting does not wait for the write-back delay: pending files are
+// uploaded at once.
+func TestUnmountUploadsPendingWriteBacks(t *testing.T) {
+	e, w := newWriteEnv(t, t.TempDir(), time.Hour)
+	stageFile(t, w, "d/1.txt", "first")
+	stageFile(t, w, "d/2.txt", "second")
+	if _, ok := e.get(t, "d/1.txt"); ok {
+		t.Fatal("uploaded before the write-back delay")
+	}
+	if err := w.close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	e.want(t, "d/1.txt", []byte("first"))
+	e.want(t, "d/2.txt", []byte("second"))
+}
+
 func TestFsyncUploadsAndConflictKeepsBoth(t *testing.T) {
 	e, w := newWriteEnv(t, t.TempDir(), time.Hour)
 	ctx := t.Context()

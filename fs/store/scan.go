@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -149,14 +148,4 @@ func markParents(hasChild map[string]bool, key string) {
 		}
 		hasChild[k+"/"] = true
 	}
-}
-
-// statSame re-reads the file's state and reports whether it still is st.
-func statSame(path string, st fileState) (bool, error) {
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return false, err
-	}
-	now := stateOf(fi)
-	return now.Size == st.Size && now.ModTime.Equal(st.ModTime) && now.Ino == st.Ino, nil
 }

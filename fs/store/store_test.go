@@ -478,6 +478,47 @@ func TestChangedFileRestartsUpload(t *testing.T) {
 	}
 }
 
+// largerParts is a store whose smallest part is min bytes.
+type largerParts struct {
+	backends.Backend
+	backends.Multipart
+	min int64
+}
+
+func (l largerParts) MinPartSize() int64 { return l.min }
+
+// A re-run keeps the part size of the upload it continues, unless the
+// store no longer takes parts that small: then it aborts that upload and
+// starts afresh.
+func TestUploadWithInvalidPartSizeRestarts(t *testing.T) {
+	dir := t.TempDir()
+	big := random(10*16<<10 + 123)
+	write(t, filepath.Join(dir, "big.bin"), big, t0)
+	b, url := bucket(t)
+	f := &failing{Backend: b, Multipart: b.(backends.Multipart)}
+	f.allow.Store(4)
+	if _, err := run(t, Options{Dir: dir, Store: f, Target: url, Concurrency: 1}); !errors.Is(err, errInjected) {
+		t.Fatalf("first run: %v, want the injected failure", err)
+	}
+	mb, counts := metered.New(largerParts{Backend: b, Multipart: b.(backends.Multipart), min: 32 << 10}, nil)
+	res, err := run(t, Options{Dir: dir, Store: mb, Target: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Resumed != 0 || res.PartsReused != 0 || res.Aborted != 1 {
+		t.Fatalf("result = %+v, want the old upload aborted, nothing resumed", res)
+	}
+	if n := counts.Requests(metered.Part); n != 6 {
+		t.Fatalf("re-run sent %d parts, want the file's 6 parts of 32 KiB", n)
+	}
+	if got, _ := get(t, b, "big.bin"); !bytes.Equal(got, big) {
+		t.Fatal("object differs from the file")
+	}
+	if n := len(collect(b.(backends.Multipart).ListUploads(context.Background(), ""))); n != 0 {
+		t.Fatalf("%d uploads still pending", n)
+	}
+}
+
 func TestDeleteAndDryRun(t *testing.T) {
 	dir, _ := tree(t)
 	b, url := bucket(t)
@@ -608,6 +649,9 @@ type mutating struct {
 	backends.Backend
 	path string
 	once sync.Once
+	// dropSums: Puts go without their checksums, as to a store that
+	// ignores them, which then stores the modified bytes.
+	dropSums bool
 }
 
 func (m *mutating) Put(ctx context.Context, key string, body io.ReadSeeker, size int64, opts backends.PutOptions) (backends.ObjectInfo, error) {
@@ -616,6 +660,9 @@ func (m *mutating) Put(ctx context.Context, key string, body io.ReadSeeker, size
 		f.WriteAt([]byte("X"), 0)
 		f.Close()
 	})
+	if m.dropSums {
+		opts.Checksums = backends.Checksums{}
+	}
 	return m.Backend.Put(ctx, key, body, size, opts)
 }
 
@@ -639,6 +686,23 @@ func TestFileChangedDuringUpload(t *testing.T) {
 	}
 	if got, _ := get(t, b, "f"); string(got) != "Xello" {
 		t.Fatalf("stored %q", got)
+	}
+}
+
+// A store that does not check the request's checksums stores the modified
+// bytes; the comparison of its checksums with the file's, after the
+// upload, catches them and deletes the object.
+func TestChangedFileStoredUncheckedIsDeleted(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	write(t, path, []byte("hello"), t0)
+	b, url := bucket(t)
+	res, err := run(t, Options{Dir: dir, Store: &mutating{Backend: b, path: path, dropSums: true}, Target: url})
+	if !errors.Is(err, ErrChanged) || res.Failed != 1 {
+		t.Fatalf("%+v %v, want ErrChanged", res, err)
+	}
+	if _, err := b.Stat(context.Background(), "f"); !errors.Is(err, backends.ErrNotExist) {
+		t.Fatalf("object with mismatched content left visible: %v", err)
 	}
 }
 

@@ -138,7 +138,6 @@ type result struct {
 	fastest, slowest   float64 // wall time of the fastest and slowest run
 	rssKiB             int64   // peak RSS, max over runs
 	requests           string  // server-side requests of one run, by API
-	note               string
 }
 
 func (b *bench) add(r result) {
