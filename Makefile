@@ -11,6 +11,8 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 # of ferry's start-up time (24 ms -> 13 ms before main).
 TAGS      := disable_grpc_modules
 BIN       := bin/ferry
+# staticcheck (fetched through the Go module proxy) runs with go vet.
+STATICCHECK := v0.8.2
 
 .PHONY: build demo test unit integration vet tools bench image clean
 
@@ -25,6 +27,7 @@ tools:
 
 vet:
 	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) -tags $(TAGS) ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 
 # Unit tests and backend conformance (with the race detector), then the
