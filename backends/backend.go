@@ -154,12 +154,6 @@ type ObjectInfo struct {
 	Metadata map[string]string
 }
 
-// IsDirMarker reports whether the object is a directory marker: a key that
-// ends in "/" (its content is ignored).
-func (o ObjectInfo) IsDirMarker() bool {
-	return len(o.Key) > 0 && o.Key[len(o.Key)-1] == '/'
-}
-
 // Version identifies one content of an object. Two ObjectInfo with equal,
 // non-zero Versions for the same key hold the same bytes.
 //

@@ -72,7 +72,7 @@ type Options struct {
 	Dir string
 	// DiskBytes bounds the disk tier's files (headers included; filesystem
 	// block rounding and directories are not counted). Required with Dir,
-	// and at least one block.
+	// and at least one block's file (disktier.FileSize(BlockSize)).
 	DiskBytes int64
 	// Metrics, if set, receives the cache's counters.
 	Metrics *Metrics
@@ -113,8 +113,9 @@ func Open(opts Options) (*Cache, error) {
 		return nil, fmt.Errorf("block cache: negative BlockSize %d", bs)
 	case opts.MemoryBytes < 0:
 		return nil, fmt.Errorf("block cache: negative MemoryBytes %d", opts.MemoryBytes)
-	case opts.Dir != "" && opts.DiskBytes < bs+16:
-		return nil, fmt.Errorf("block cache: DiskBytes %d cannot hold one %d-byte block", opts.DiskBytes, bs)
+	case opts.Dir != "" && opts.DiskBytes < disktier.FileSize(int(bs)):
+		return nil, fmt.Errorf("block cache: DiskBytes %d cannot hold one %d-byte block (%d bytes on disk)",
+			opts.DiskBytes, bs, disktier.FileSize(int(bs)))
 	}
 	c := &Cache{blockSize: bs, metrics: opts.Metrics, writes: make(chan struct{}, DiskWritesBehind)}
 	m := opts.Metrics

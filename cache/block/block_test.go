@@ -400,6 +400,32 @@ func TestStreamedKeptOnDisk(t *testing.T) {
 	}
 }
 
+// A streamed block that cannot be written to disk (here: the disk tier's
+// temporary directory was removed under it) is kept in memory instead,
+// and the failure is counted.
+func TestStreamedBlockNotWrittenStaysInMemory(t *testing.T) {
+	dir := t.TempDir()
+	opts, reg := withMetrics(t, Options{MemoryBytes: 1 << 20, Dir: dir, DiskBytes: 1 << 20})
+	c := openCache(t, opts)
+	if err := os.RemoveAll(filepath.Join(dir, "tmp")); err != nil {
+		t.Fatal(err)
+	}
+	k := Key{"s", "v", 0}
+	var src source
+	if b, err := c.GetStreamed(context.Background(), k, src.fetch(k)); err != nil || !bytes.Equal(b, content(k)) {
+		t.Fatalf("GetStreamed = %v", err)
+	}
+	c.Flush()
+	c.mem.Wait()
+	if c.disk.Has(c.diskID(k)) {
+		t.Fatal("the block is on disk although its write failed")
+	}
+	if n := value(t, reg, "ferry_block_cache_disk_errors_total", ""); n != 1 {
+		t.Errorf("%v disk errors counted, want 1", n)
+	}
+	get(t, c, k, noFetch(t)) // from memory
+}
+
 // TestDiskWritesBehind: a fetched block is returned while it is being
 // written to disk, up to DiskWritesBehind blocks at once; Close waits for
 // those writes, so a cache opened again on the directory has every block.
@@ -569,7 +595,9 @@ func TestBadInput(t *testing.T) {
 	if _, err := c.Get(context.Background(), Key{Object: "o", Index: -1}, noFetch(t)); !errors.Is(err, ErrBadKey) {
 		t.Fatalf("negative index: %v", err)
 	}
-	for _, o := range []Options{{BlockSize: -1}, {MemoryBytes: -1}, {Dir: t.TempDir()}, {Dir: t.TempDir(), DiskBytes: testBlock}} {
+	for _, o := range []Options{{BlockSize: -1}, {MemoryBytes: -1}, {Dir: t.TempDir()}, {Dir: t.TempDir(), DiskBytes: testBlock},
+		// a large block's file holds a page of header
+		{Dir: t.TempDir(), BlockSize: 64 << 10, DiskBytes: 64<<10 + 16}} {
 		if o.BlockSize == 0 {
 			o.BlockSize = testBlock
 		}

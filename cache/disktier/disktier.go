@@ -144,7 +144,7 @@ func (t *Tier) Get(id ID) ([]byte, error) {
 // block alone exceeds MaxBytes, ErrClosed, or the I/O error writing it (in
 // which case nothing is stored).
 func (t *Tier) Put(id ID, data []byte) error {
-	size := fileSize(len(data))
+	size := FileSize(len(data))
 	if size > t.maxBytes {
 		return fmt.Errorf("%w: %d bytes, bound %d", ErrTooLarge, size, t.maxBytes)
 	}

@@ -242,7 +242,7 @@ func tornBlock(t *testing.T, size int, hurt func(string) error) {
 	if _, err := tier.Get(id); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second Get: err = %v, want ErrNotFound", err)
 	}
-	if tier.Used() != fileSize(size) {
+	if tier.Used() != FileSize(size) {
 		t.Fatalf("used = %d after dropping the torn block", tier.Used())
 	}
 	mustGet(t, tier, good, block(2, size))
@@ -542,8 +542,8 @@ func TestPageAlignedBlocks(t *testing.T) {
 		_, err = io.ReadFull(f, head)
 		st, serr := f.Stat()
 		f.Close()
-		if err != nil || serr != nil || string(head) != c.magic || st.Size() != fileSize(len(c.data)) {
-			t.Errorf("block %d: magic %q, %v bytes (%v, %v); want %q, %d", i, head, st.Size(), err, serr, c.magic, fileSize(len(c.data)))
+		if err != nil || serr != nil || string(head) != c.magic || st.Size() != FileSize(len(c.data)) {
+			t.Errorf("block %d: magic %q, %v bytes (%v, %v); want %q, %d", i, head, st.Size(), err, serr, c.magic, FileSize(len(c.data)))
 		}
 		mustGet(t, tier, id, c.data)
 	}
@@ -554,7 +554,7 @@ func TestPageAlignedBlocks(t *testing.T) {
 	for i, c := range cases {
 		mustGet(t, tier, NewID("o", "v", int64(i)), c.data)
 	}
-	if tier.Used() != fileSize(alignedMin)*3+100+fileSize(alignedMin-1) {
+	if tier.Used() != FileSize(alignedMin)*3+100+FileSize(alignedMin-1) {
 		t.Errorf("used %d after restart", tier.Used())
 	}
 }

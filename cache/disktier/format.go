@@ -49,8 +49,9 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// fileSize is the size of the block file holding n bytes of content.
-func fileSize(n int) int64 {
+// FileSize is the size of the block file holding n bytes of content: a
+// Tier holds such a block only if its MaxBytes is at least that.
+func FileSize(n int) int64 {
 	if n >= alignedMin {
 		return pageHeaderSize + int64(n)
 	}
@@ -201,7 +202,7 @@ func writeTemp(tmpDir string, data []byte) (string, error) {
 		// One extent for the whole file: written in pieces (the header,
 		// then the content directly), it would otherwise get three, and a
 		// read three seeks. Where there is no fallocate, so be it.
-		_ = unix.Fallocate(int(f.Fd()), 0, 0, fileSize(len(data)))
+		_ = unix.Fallocate(int(f.Fd()), 0, 0, FileSize(len(data)))
 	}
 	err = writeBlock(f, data, aligned, direct)
 	if cerr := f.Close(); err == nil {

@@ -86,6 +86,9 @@ func openStore(ctx context.Context, loc storeurl.Location, obs metered.Observer)
 		if errors.Is(err, storeurl.ErrConfig) {
 			return nil, nil, &exitError{code: exitUsage, err: err}
 		}
+		if be := (*backends.Error)(nil); errors.As(err, &be) {
+			return nil, nil, err // it names the operation and the store
+		}
 		return nil, nil, fmt.Errorf("open %s: %w", loc, err)
 	}
 	mb, counts := metered.New(b, obs)

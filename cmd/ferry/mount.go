@@ -25,6 +25,7 @@ import (
 
 	"github.com/ferryio/ferry/backends"
 	"github.com/ferryio/ferry/cache/block"
+	"github.com/ferryio/ferry/cache/disktier"
 	"github.com/ferryio/ferry/fs/mount"
 	"github.com/ferryio/ferry/fs/progress"
 )
@@ -104,6 +105,10 @@ func (f *mountFlags) run(ctx context.Context, args []string, out io.Writer) erro
 	}
 	if f.writeBack < 0 || (f.writeBack > 0 && !f.readWrite) {
 		return usageErrorf("--write-back takes a duration >= 0 and goes with --read-write")
+	}
+	if need := disktier.FileSize(int(f.blockSize)); f.cacheDir != "" && int64(f.cacheSize) < need {
+		return usageErrorf("--cache-size %s cannot hold one block of --block-size %s: its file takes %d bytes",
+			&f.cacheSize, &f.blockSize, need)
 	}
 	log, err := f.logger(out)
 	if err != nil {

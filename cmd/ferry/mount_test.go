@@ -86,4 +86,9 @@ func TestMountUsage(t *testing.T) {
 	if code := run([]string{"mount", "s3://b/p"}, &out); code != exitUsage || strings.Count(strings.TrimSpace(out.String()), "\n") != 0 {
 		t.Errorf("one argument: exit %d, output %q", code, out.String())
 	}
+	out.Reset()
+	args := []string{"mount", "--cache-dir", t.TempDir(), "--cache-size", "4MiB", "file:///nowhere", t.TempDir()}
+	if code := run(args, &out); code != exitUsage || !strings.Contains(out.String(), "--cache-size 4.0 MiB cannot hold one block of --block-size 4.0 MiB") {
+		t.Errorf("a disk tier smaller than a block: exit %d, output %q", code, out.String())
+	}
 }
