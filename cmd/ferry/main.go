@@ -103,7 +103,8 @@ func run(args []string, out io.Writer) int {
 	fs := flag.NewFlagSet("ferry "+c.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	do := c.setup(fs)
-	if err := fs.Parse(args[1:]); err != nil {
+	operands, err := parseInterspersed(fs, args[1:])
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			c.usage(out)
 			return exitOK
@@ -113,12 +114,33 @@ func run(args []string, out io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := do(ctx, fs.Args(), out)
+	err = do(ctx, operands, out)
 	if err == nil {
 		return exitOK
 	}
 	fmt.Fprintf(out, "ferry %s: %s\n", c.name, oneLine(err))
 	return exitCode(ctx, err)
+}
+
+// parseInterspersed parses args with fs, flags before, between and after
+// the operands (ferry load URL DIR --quiet), as rclone and s5cmd take
+// them, and returns the operands in order. "--" ends the flags: all that
+// follows is an operand.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var operands []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return operands, nil
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(operands, rest...), nil
+		}
+		operands, args = append(operands, rest[0]), rest[1:]
+	}
 }
 
 func exitCode(ctx context.Context, err error) int {

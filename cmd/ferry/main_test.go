@@ -2,6 +2,10 @@ package main
 
 import (
 	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -36,5 +40,26 @@ func TestTopLevel(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestFlagsAmongOperands(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	q := fs.Bool("q", false, "")
+	v := fs.String("s", "", "")
+	got, err := parseInterspersed(fs, []string{"a", "-q", "b", "-s", "x", "--", "-c", "-q"})
+	if err != nil || !slices.Equal(got, []string{"a", "b", "-c", "-q"}) || !*q || *v != "x" {
+		t.Fatalf("operands %q, -q %v, -s %q, err %v; want [a b -c -q], true, x", got, *q, *v, err)
+	}
+
+	// As users type them: flags after the operands.
+	url := localStore(t, map[string]string{"f.txt": "hello"})
+	dir := filepath.Join(t.TempDir(), "d")
+	var out bytes.Buffer
+	if code := run([]string{"load", url, dir, "--quiet", "--log-level", "warn"}, &out); code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, out.String())
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "f.txt")); err != nil || string(b) != "hello" {
+		t.Fatalf("f.txt: %q, %v", b, err)
 	}
 }
