@@ -104,16 +104,14 @@ func withMetrics(t *testing.T, opts Options) (Options, *prometheus.Registry) {
 	return opts, reg
 }
 
-// waitWaiters polls, with a deadline, until n callers wait on k's fetch:
-// there is no other way to know that goroutines have joined it.
+// waitWaiters returns once n callers wait on k's fetch (failing the test
+// after 10 seconds).
 func waitWaiters(t *testing.T, c *Cache, k Key, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.flights.Waiters(k.memKey()) != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d waiters on %v, want %d", c.flights.Waiters(k.memKey()), k, n)
-		}
-		time.Sleep(time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := c.flights.WaitWaiters(ctx, k.memKey(), n); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -147,9 +147,13 @@ func (c *Cache[V]) Do(ctx context.Context, key string, load func(ctx context.Con
 	if e != nil {
 		return e.result()
 	}
-	// Loads begun before an invalidation are not joined by callers after it.
-	fkey := strconv.FormatUint(gen, 10) + "\x00" + key
-	return c.flights.Do(ctx, fkey, c.loader(key, gen, load, isNotExist))
+	return c.flights.Do(ctx, flightKey(gen, key), c.loader(key, gen, load, isNotExist))
+}
+
+// flightKey names the load of key begun at invalidation generation gen:
+// loads begun before an invalidation are not joined by callers after it.
+func flightKey(gen uint64, key string) string {
+	return strconv.FormatUint(gen, 10) + "\x00" + key
 }
 
 // loader is Do's shared load of key, begun in generation gen. It looks

@@ -173,13 +173,7 @@ func TestDoLoadsOnceAndCaches(t *testing.T) {
 			}
 		}()
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for c.flights.Waiters("0\x00k") != n {
-		if time.Now().After(deadline) {
-			t.Fatal("callers did not all join the load")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitWaiters(t, c, "k", n)
 	close(gate)
 	wg.Wait()
 	if calls.Load() != 1 {
@@ -236,13 +230,7 @@ func TestDoCancelledCallerReturnsAndLoadIsCached(t *testing.T) {
 	go func() { _, err := c.Do(ctx, "k", load, nil); errc <- err }()
 	<-started
 	go func() { v, _ := c.Do(context.Background(), "k", load, nil); other <- v }()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.flights.Waiters("0\x00k") != 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("second caller did not join")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitWaiters(t, c, "k", 2)
 	cancel()
 	select {
 	case err := <-errc:
@@ -305,5 +293,16 @@ func TestDoLooksUpAgainBeforeLoading(t *testing.T) {
 	}
 	if v, err := c.loader("other", gen, load, nil)(context.Background()); err != nil || v != "loaded" || calls.Load() != 1 {
 		t.Fatalf("loader of a missing key = %q, %v after %d loads; want one load", v, err, calls.Load())
+	}
+}
+
+// waitWaiters returns once n callers wait on the load of key begun before
+// any invalidation (failing the test after 10 seconds).
+func waitWaiters[V any](t *testing.T, c *Cache[V], key string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := c.flights.WaitWaiters(ctx, flightKey(0, key), n); err != nil {
+		t.Fatal(err)
 	}
 }

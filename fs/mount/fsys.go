@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"syscall"
 	"time"
 
@@ -45,6 +46,7 @@ type filesystem struct {
 	ahead     listingsAhead       // directories to list ahead (see prefetchListings)
 	recent    *recent             // blocks just fetched
 	runs      inflight            // blocks being fetched by runs
+	scans     sync.WaitGroup      // small-file readaheads running (see scan.go); tests wait on it
 	// closing is cancelled when the mount goes away, stopping every
 	// prefetch.
 	closing context.Context

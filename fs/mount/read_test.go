@@ -454,15 +454,9 @@ func TestFilesOpenedInOrderAreReadAhead(t *testing.T) {
 	gets := func() int64 { return e.counts.Requests(metered.Get) }
 	waitGets := func(want int64) {
 		t.Helper()
-		deadline := time.After(10 * time.Second)
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		for gets() < want {
-			select {
-			case <-deadline:
-				t.Fatalf("%d GETs, want %d", gets(), want)
-			case <-tick.C:
-			}
+		e.fsys.scans.Wait()
+		if got := gets(); got != want {
+			t.Fatalf("%d GETs once the readaheads ended, want %d", got, want)
 		}
 	}
 	// Out of order: nothing ahead.
@@ -481,8 +475,5 @@ func TestFilesOpenedInOrderAreReadAhead(t *testing.T) {
 	for i := 2; i < 2+scanAhead; i++ {
 		readFile(i)
 	}
-	waitGets(2 + 34)
-	if got := gets(); got != 36 {
-		t.Errorf("%d GETs for 36 distinct files: some were fetched twice", got)
-	}
+	waitGets(2 + 34) // 36 distinct files, none fetched twice
 }

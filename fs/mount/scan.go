@@ -66,7 +66,9 @@ func (d *dirNode) opened(name string) {
 	if len(todo) == 0 {
 		return
 	}
+	f.scans.Add(1)
 	go func() {
+		defer f.scans.Done()
 		var g errgroup.Group
 		g.SetLimit(scanLists)
 		for _, c := range todo {

@@ -37,14 +37,45 @@ const mountLife = 5 * time.Minute
 
 // lockedBuffer collects a process's output while it runs.
 type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer // GUARDED_BY(mu)
+	mu      sync.Mutex
+	buf     bytes.Buffer  // GUARDED_BY(mu)
+	changed chan struct{} // GUARDED_BY(mu); closed by the next Write, nil if nobody waits
 }
 
 func (b *lockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
 	return b.buf.Write(p)
+}
+
+// waitFor returns true once the output holds s, false if stop is closed
+// or timeout passes first without it.
+func (b *lockedBuffer) waitFor(s string, stop <-chan struct{}, timeout time.Duration) bool {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		b.mu.Lock()
+		if strings.Contains(b.buf.String(), s) {
+			b.mu.Unlock()
+			return true
+		}
+		if b.changed == nil {
+			b.changed = make(chan struct{})
+		}
+		changed := b.changed
+		b.mu.Unlock()
+		select {
+		case <-changed:
+		case <-stop:
+			return strings.Contains(b.String(), s)
+		case <-timer.C:
+			return false
+		}
+	}
 }
 
 func (b *lockedBuffer) String() string {
@@ -99,14 +130,17 @@ func startMountAt(t *testing.T, s Store, dir string, flags ...string) *ferryMoun
 	}()
 	m.watchdog = time.AfterFunc(mountLife, func() { _ = m.cmd.Process.Kill() })
 	t.Cleanup(m.cleanup)
-	pollUntil(t, 60*time.Second, "the mount at "+dir, func() (bool, error) {
-		select {
-		case <-m.done:
-			return false, fmt.Errorf("ferry mount exited (%v) before mounting:\n%s", m.cmd.ProcessState, m.out.String())
-		default:
+	// ferry logs "mounted" once the kernel has the mount and has made the
+	// FUSE handshake.
+	if !m.out.waitFor("msg=mounted", m.done, 60*time.Second) {
+		if m.exited() {
+			t.Fatalf("ferry mount exited (%v) before mounting:\n%s", m.cmd.ProcessState, m.out.String())
 		}
-		return isMountpoint(dir) && strings.Contains(m.out.String(), "msg=mounted"), nil
-	})
+		t.Fatalf("ferry mount logged no mount in 60s:\n%s", m.out.String())
+	}
+	if !isMountpoint(dir) {
+		t.Fatalf("ferry mount logged the mount, but %s is not a mount point:\n%s", dir, m.out.String())
+	}
 	return m
 }
 
@@ -220,8 +254,9 @@ func isMountpoint(dir string) bool {
 	return false
 }
 
-// waitFor polls cond every 20ms until it returns true, an error, or the
-// timeout passes.
+// pollUntil polls cond every 20ms until it returns true, an error, or the
+// timeout passes: for what only time brings about in another process (a
+// metadata TTL running out).
 func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)

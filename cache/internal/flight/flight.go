@@ -7,6 +7,7 @@ package flight
 
 import (
 	"context"
+	"fmt"
 	"sync"
 )
 
@@ -17,6 +18,9 @@ type Group[V any] struct {
 
 	mu    sync.Mutex
 	calls map[string]*call[V] // GUARDED_BY(mu)
+	// changed is closed (and dropped) when calls or a call's waiters
+	// change; nil when nobody waits for that (see WaitWaiters).
+	changed chan struct{} // GUARDED_BY(mu)
 }
 
 // call is one execution of a function on behalf of its waiters.
@@ -57,6 +61,7 @@ func (g *Group[V]) Do(ctx context.Context, key string, fn func(ctx context.Conte
 		go g.run(cctx, key, c, fn)
 	}
 	c.waiters++
+	g.changedLocked()
 	g.mu.Unlock()
 
 	select {
@@ -74,16 +79,39 @@ func (g *Group[V]) Wait() {
 	g.wg.Wait()
 }
 
-// Waiters returns how many callers are waiting on the running call for key
-// (0 if none runs). For tests and diagnostics: the answer may be stale by
-// the time it is returned.
-func (g *Group[V]) Waiters(key string) int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if c, ok := g.calls[key]; ok {
-		return c.waiters
+// WaitWaiters returns once n callers are waiting on the running call for
+// key (n == 0: no call runs), or with an error when ctx is done first. It
+// is for tests, to know that goroutines have joined a call.
+func (g *Group[V]) WaitWaiters(ctx context.Context, key string, n int) error {
+	for {
+		g.mu.Lock()
+		got := 0
+		if c, ok := g.calls[key]; ok {
+			got = c.waiters
+		}
+		if got == n {
+			g.mu.Unlock()
+			return nil
+		}
+		if g.changed == nil {
+			g.changed = make(chan struct{})
+		}
+		changed := g.changed
+		g.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("%d callers wait on %q, want %d: %w", got, key, n, ctx.Err())
+		}
 	}
-	return 0
+}
+
+// changedLocked wakes the WaitWaiters calls (mu held).
+func (g *Group[V]) changedLocked() {
+	if g.changed != nil {
+		close(g.changed)
+		g.changed = nil
+	}
 }
 
 // run executes fn for c and publishes its result.
@@ -94,6 +122,7 @@ func (g *Group[V]) run(ctx context.Context, key string, c *call[V], fn func(cont
 	g.mu.Lock()
 	if g.calls[key] == c {
 		delete(g.calls, key)
+		g.changedLocked()
 	}
 	g.mu.Unlock()
 	c.val, c.err = v, err
@@ -106,6 +135,7 @@ func (g *Group[V]) leave(key string, c *call[V]) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	c.waiters--
+	g.changedLocked()
 	if c.waiters > 0 {
 		return
 	}

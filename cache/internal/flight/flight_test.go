@@ -188,20 +188,13 @@ func TestValuesPropagate(t *testing.T) {
 	}
 }
 
-// waitWaiters polls (with a deadline) until key's call has n waiters: the
-// only way to know that goroutines have joined a call without a hook.
+// waitWaiters returns once key's call has n waiters (failing the test
+// after 10 seconds).
 func waitWaiters[V any](t *testing.T, g *Group[V], key string, n int) {
 	t.Helper()
-	waitFor(t, func() bool { return g.Waiters(key) == n })
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached before deadline")
-		}
-		time.Sleep(time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := g.WaitWaiters(ctx, key, n); err != nil {
+		t.Fatal(err)
 	}
 }
