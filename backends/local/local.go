@@ -85,6 +85,10 @@ func New(root string) (*Backend, error) {
 	}
 	name := "file://" + abs
 	fi, err := os.Stat(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, backends.Errorf("open", name, "", backends.ErrNoBucket,
+			fmt.Errorf("the local root directory %s does not exist (create it first, as one creates a bucket)", abs))
+	}
 	if err != nil {
 		return nil, backends.Errorf("open", name, "", backends.ErrNoBucket,
 			fmt.Errorf("the local root directory %s cannot be used: %w", abs, err))

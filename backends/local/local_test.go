@@ -45,9 +45,9 @@ func TestNew(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, root := range []string{filepath.Join(dir, "missing"), file} {
-		if _, err := local.New(root); !errors.Is(err, backends.ErrNoBucket) {
-			t.Errorf("New(%s) = %v, want ErrNoBucket", root, err)
+	for root, says := range map[string]string{filepath.Join(dir, "missing"): "does not exist (create it first", file: "is not a directory"} {
+		if _, err := local.New(root); !errors.Is(err, backends.ErrNoBucket) || !strings.Contains(err.Error(), says) {
+			t.Errorf("New(%s) = %v, want ErrNoBucket saying %q", root, err, says)
 		}
 	}
 	b, err := local.New(dir)

@@ -328,7 +328,7 @@ func (r *runner) run(ctx context.Context, dirMtime time.Time) (err error) {
 		return err
 	}
 	for _, s := range local.Skipped {
-		r.event("skip", fmt.Sprintf("skipping %s: %s", s.Rel, s.Reason), map[string]any{"path": s.Rel, "reason": s.Reason})
+		r.event("skip", fmt.Sprintf("skipping %q: %s", s.Rel, s.Reason), map[string]any{"path": s.Rel, "reason": s.Reason})
 	}
 	r.count(func(res *Result) { res.Skipped = len(local.Skipped) })
 	var total int64

@@ -153,7 +153,7 @@ func TestStoreThenRerunListsOnly(t *testing.T) {
 	if res.Uploaded != 7 || res.Skipped != 1 || res.UpToDate != 0 {
 		t.Fatalf("result = %+v", res)
 	}
-	if len(ev.grep("skip: skipping link")) != 1 {
+	if len(ev.grep(`skip: skipping "link"`)) != 1 {
 		t.Fatalf("no skip event for the symlink: %v", ev.list)
 	}
 	want := []string{"a.txt", "big.bin", "empty", "emptydir/inner/", "name with space and ünïcode", "sub/b.json", "sub/deep/c.bin"}
