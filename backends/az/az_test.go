@@ -526,6 +526,22 @@ func TestCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	use("sas-url", az.Options{AccountURL: sasURL})
+	// A request the SAS does not allow is ErrPermission, and its error
+	// does not quote the signed URL.
+	readOnly, err := svc.GetSASURL(sas.AccountResourceTypes{Container: true, Object: true},
+		sas.AccountPermissions{Read: true, List: true}, time.Now().Add(time.Hour), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro, err := az.New(t.Context(), az.Options{AccountURL: readOnly, Container: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ro.Put(t.Context(), "cred/denied", strings.NewReader("x"), 1, backends.PutOptions{})
+	wantKind(t, "Put through a read-only SAS", err, backends.ErrPermission)
+	if strings.Contains(err.Error(), "sig=") {
+		t.Fatalf("the error quotes the signed URL: %v", err)
+	}
 	t.Setenv(az.EnvConnectionString, srv.ConnectionString)
 	use("env", az.Options{})
 
