@@ -28,5 +28,5 @@ echo "demo: DATA_STORE_PROVIDER=local DATA_STORE_BUCKET=$store DATA_STORE_PREFIX
 "$ferry" load
 echo "demo: loading again (everything is up to date, so only a listing is made)"
 "$ferry" load
-diff -r --exclude=.ferry-store "$output" "$DATA_DIR"
+diff -r "$output" "$DATA_DIR"
 echo "demo: $DATA_DIR is identical to $output ($(find "$DATA_DIR" -type f | wc -l) files)"
